@@ -1,0 +1,243 @@
+/// A network's layout as data: the layers in order and the input shape, enough to
+/// rebuild a model from a checkpoint without flags.
+///
+/// Written as a short spec string, one token per layer:
+/// `conv32k3 relu maxpool2 conv64k3 relu maxpool2 flatten dense128 relu dense10`.
+/// Tokens: `conv<F>k<R>[s<stride>][p<padding>]`, `maxpool<k>[s<stride>]`, `relu`,
+/// `flatten`, `dense<features>`, `dropout<probability>`.
+public struct Architecture: Sendable, Equatable, CustomStringConvertible {
+    /// One layer of the description.
+    public enum LayerSpec: Sendable, Equatable {
+        case conv(outputChannels: Int, kernelSize: Int, stride: Int, padding: Int)
+        case maxPool(kernelSize: Int, stride: Int)
+        case relu
+        case flatten
+        case dense(outputFeatures: Int)
+        case dropout(probability: Float)
+    }
+
+    /// A short name (`seed`, `madry`) or nil for a user's own description.
+    public var name: String?
+    /// The layers, input to output.
+    public var layers: [LayerSpec]
+    /// The shape of one input item, `[channels, height, width]`.
+    public var inputShape: [Int]
+
+    /// Creates an architecture; call ``validate()`` to check that the shapes fit.
+    public init(name: String? = nil, layers: [LayerSpec], inputShape: [Int] = [1, 28, 28]) {
+        self.name = name
+        self.layers = layers
+        self.inputShape = inputShape
+    }
+
+    /// conv 32 3×3 + ReLU → maxpool 2 → conv 64 3×3 + ReLU → maxpool 2 → flatten 1600 →
+    /// dense 128 + ReLU → dense 10: the case study's network and Deceive's default.
+    public static let seed = try! Architecture(
+        parsing: "conv32k3 relu maxpool2 conv64k3 relu maxpool2 flatten dense128 relu dense10", name: "seed")
+
+    /// The model of the MNIST adversarial-robustness challenge (Madry et al. 2018):
+    /// conv 32 5×5 (same padding) → pool → conv 64 5×5 (same padding) → pool → dense 1024 → 10.
+    public static let madry = try! Architecture(
+        parsing: "conv32k5p2 relu maxpool2 conv64k5p2 relu maxpool2 flatten dense1024 relu dense10", name: "madry")
+
+    /// The architectures known by name.
+    public static let named: [String: Architecture] = ["seed": seed, "madry": madry]
+
+    /// An architecture by name (`seed`, `madry`) or from a spec string.
+    public static func resolve(_ nameOrSpec: String) throws(ArchitectureError) -> Architecture {
+        if let known = named[nameOrSpec.lowercased()] { return known }
+        return try Architecture(parsing: nameOrSpec)
+    }
+
+    /// Parses a spec string and checks that its shapes fit `inputShape`.
+    public init(parsing spec: String, name: String? = nil, inputShape: [Int] = [1, 28, 28]) throws(ArchitectureError) {
+        let tokens = spec.split(whereSeparator: { $0 == " " || $0 == "," || $0 == "-" }).map(String.init)
+        guard !tokens.isEmpty else { throw ArchitectureError("empty architecture description") }
+        var layers: [LayerSpec] = []
+        for token in tokens {
+            layers.append(try Architecture.parseLayer(token.lowercased()))
+        }
+        self.init(name: name, layers: layers, inputShape: inputShape)
+        try validate()
+    }
+
+    private static func parseLayer(_ token: String) throws(ArchitectureError) -> LayerSpec {
+        func fields(_ rest: Substring, _ keys: [Character]) throws(ArchitectureError) -> [Character: Substring] {
+            // "32k3s1p2" → leading number under key " ", then key letters with numbers
+            var result: [Character: Substring] = [:]
+            var key: Character = " "
+            var start = rest.startIndex
+            for index in rest.indices where rest[index].isLetter {
+                guard keys.contains(rest[index]), result[rest[index]] == nil, rest[index] != key else {
+                    throw ArchitectureError("unknown or repeated option '\(rest[index])' in layer '\(token)'")
+                }
+                result[key] = rest[start..<index]
+                key = rest[index]
+                start = rest.index(after: index)
+            }
+            result[key] = rest[start...]
+            return result
+        }
+        func integer(_ text: Substring?, _ what: String, minimum: Int) throws(ArchitectureError) -> Int {
+            guard let text, let value = Int(text), value >= minimum, value <= 65_536 else {
+                throw ArchitectureError("layer '\(token)' needs \(what) (an integer ≥ \(minimum))")
+            }
+            return value
+        }
+        switch token {
+        case "relu": return .relu
+        case "flatten": return .flatten
+        case _ where token.hasPrefix("conv"):
+            let f = try fields(token.dropFirst(4), ["k", "s", "p"])
+            return .conv(
+                outputChannels: try integer(f[" "], "a channel count", minimum: 1),
+                kernelSize: try integer(f["k"], "a kernel size k<R>", minimum: 1),
+                stride: f["s"] == nil ? 1 : try integer(f["s"], "a stride", minimum: 1),
+                padding: f["p"] == nil ? 0 : try integer(f["p"], "a padding", minimum: 0))
+        case _ where token.hasPrefix("maxpool"):
+            let f = try fields(token.dropFirst(7), ["s"])
+            let kernel = try integer(f[" "], "a window size", minimum: 1)
+            return .maxPool(kernelSize: kernel, stride: f["s"] == nil ? kernel : try integer(f["s"], "a stride", minimum: 1))
+        case _ where token.hasPrefix("dense"):
+            return .dense(outputFeatures: try integer(token.dropFirst(5), "a feature count", minimum: 1))
+        case _ where token.hasPrefix("dropout"):
+            guard let p = Float(token.dropFirst(7)), p >= 0, p < 1 else {
+                throw ArchitectureError("layer '\(token)' needs a probability in [0, 1), like dropout0.5")
+            }
+            return .dropout(probability: p)
+        default:
+            throw ArchitectureError(
+                "unknown layer '\(token)' (known: conv<F>k<R>[s<S>][p<P>], maxpool<k>[s<S>], relu, flatten, dense<N>, dropout<p>)")
+        }
+    }
+
+    /// The canonical spec string.
+    public var spec: String {
+        layers.map { layer -> String in
+            switch layer {
+            case let .conv(f, k, s, p): return "conv\(f)k\(k)" + (s != 1 ? "s\(s)" : "") + (p != 0 ? "p\(p)" : "")
+            case let .maxPool(k, s): return "maxpool\(k)" + (s != k ? "s\(s)" : "")
+            case .relu: return "relu"
+            case .flatten: return "flatten"
+            case let .dense(n): return "dense\(n)"
+            case let .dropout(p): return "dropout\(p)"
+            }
+        }.joined(separator: " ")
+    }
+
+    public var description: String { name ?? spec }
+
+    /// The item shape after each layer; throws if a layer does not fit its input or the
+    /// network does not end in a vector of class scores.
+    @discardableResult
+    public func validate() throws(ArchitectureError) -> [[Int]] {
+        guard inputShape.count == 3, inputShape.allSatisfy({ $0 > 0 }) else {
+            throw ArchitectureError("input shape must be [channels, height, width], got \(inputShape)")
+        }
+        var shape = inputShape
+        var shapes: [[Int]] = []
+        for (index, spec) in layers.enumerated() {
+            let place = "layer \(index + 1) (\(Architecture(layers: [spec]).spec))"
+            switch spec {
+            case let .conv(f, k, s, p):
+                guard shape.count == 3 else { throw ArchitectureError("\(place) needs an image, not a vector") }
+                guard shape[1] + 2 * p >= k, shape[2] + 2 * p >= k else {
+                    throw ArchitectureError("\(place): kernel \(k) is larger than its padded input \(shape)")
+                }
+                shape = [f, (shape[1] + 2 * p - k) / s + 1, (shape[2] + 2 * p - k) / s + 1]
+            case let .maxPool(k, s):
+                guard shape.count == 3 else { throw ArchitectureError("\(place) needs an image, not a vector") }
+                guard shape[1] >= k, shape[2] >= k else {
+                    throw ArchitectureError("\(place): window \(k) is larger than its input \(shape)")
+                }
+                shape = [shape[0], (shape[1] - k) / s + 1, (shape[2] - k) / s + 1]
+            case .dense(let n):
+                guard shape.count == 1 else { throw ArchitectureError("\(place) needs a vector: add 'flatten' before it") }
+                shape = [n]
+            case .flatten:
+                shape = [Tensor.elementCount(shape)]
+            case .relu, .dropout:
+                break
+            }
+            shapes.append(shape)
+        }
+        guard shape.count == 1, shape[0] >= 2 else {
+            throw ArchitectureError("the last layer must output class scores (a vector), got \(shape)")
+        }
+        let parameters = parameterCount
+        guard parameters <= 100_000_000 else {
+            throw ArchitectureError("\(parameters) parameters is more than this tool supports (100 million)")
+        }
+        return shapes
+    }
+
+    /// The number of trainable parameters.
+    public var parameterCount: Int {
+        var shape = inputShape
+        var total = 0
+        for spec in layers {
+            switch spec {
+            case let .conv(f, k, s, p):
+                total += f * (shape.first ?? 0) * k * k + f
+                shape = shape.count == 3 ? [f, (shape[1] + 2 * p - k) / s + 1, (shape[2] + 2 * p - k) / s + 1] : shape
+            case let .maxPool(k, s):
+                shape = shape.count == 3 ? [shape[0], (shape[1] - k) / s + 1, (shape[2] - k) / s + 1] : shape
+            case .dense(let n):
+                total += n * (shape.first ?? 0) + n
+                shape = [n]
+            case .flatten: shape = [Tensor.elementCount(shape)]
+            case .relu, .dropout: break
+            }
+        }
+        return total
+    }
+
+    /// The number of classes (the length of the output vector).
+    public var classCount: Int { (try? validate().last?.first) ?? 0 }
+
+    /// The PyTorch module name of each layer that has parameters (`conv1`, `conv2`, `fc1`, …),
+    /// nil for the others.
+    public var layerNames: [String?] {
+        var convs = 0
+        var denses = 0
+        return layers.map { spec in
+            switch spec {
+            case .conv:
+                convs += 1
+                return "conv\(convs)"
+            case .dense:
+                denses += 1
+                return "fc\(denses)"
+            default: return nil
+            }
+        }
+    }
+
+    /// Builds the layers with PyTorch's default initialisation. The architecture must
+    /// have passed ``validate()``.
+    func makeLayers<G: RandomNumberGenerator>(generator: inout G) -> [any Layer] {
+        let shapes = [inputShape] + ((try? validate()) ?? [])
+        return layers.enumerated().map { index, spec -> any Layer in
+            let input = shapes[index]
+            switch spec {
+            case let .conv(f, k, s, p):
+                return Conv2D(
+                    inputChannels: input[0], outputChannels: f, kernelSize: k, stride: s, padding: p,
+                    generator: &generator)
+            case let .maxPool(k, s): return MaxPool2D(kernelSize: k, stride: s)
+            case .relu: return ReLU()
+            case .flatten: return Flatten()
+            case let .dense(n): return Dense(inputFeatures: input[0], outputFeatures: n, generator: &generator)
+            case let .dropout(p): return Dropout(probability: p)
+            }
+        }
+    }
+}
+
+/// An architecture description that cannot be built.
+public struct ArchitectureError: Error, CustomStringConvertible, Equatable, Sendable {
+    /// One line saying what is wrong.
+    public let description: String
+    /// Creates an error with its message.
+    public init(_ description: String) { self.description = description }
+}

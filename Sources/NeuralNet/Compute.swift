@@ -1,0 +1,169 @@
+import Dispatch
+import Foundation
+import Synchronization
+
+#if canImport(Accelerate)
+import Accelerate
+#else
+import CBLAS
+#endif
+
+/// How Deceive uses the CPU: the number of worker threads, and the batch sharding
+/// that makes results independent of that number.
+///
+/// A batch is cut into shards of at most ``shardSize`` items (sizes depend only on the
+/// batch size), each shard runs forward and backward on one thread with single-threaded
+/// BLAS, and per-shard results are combined in shard order. So the same seed gives
+/// bit-identical numbers with 1 thread or 8.
+public enum Compute {
+    private static let configuredThreads = Mutex<Int>(defaultThreadCount())
+    private static let blasSetUp: Bool = {
+        #if !canImport(Accelerate)
+        // Parallelism comes from sharding the batch; BLAS itself runs on the calling thread.
+        openblas_set_num_threads(1)
+        #endif
+        #if canImport(Glibc)
+        // Activations are megabyte-sized and reallocated every step. By default glibc maps
+        // such blocks fresh from the kernel, which zeroes every page again; keeping them in
+        // the heap instead saves a few percent of every step.
+        mallopt(M_MMAP_THRESHOLD, 256 << 20)
+        mallopt(M_TRIM_THRESHOLD, 512 << 20)
+        #endif
+        return true
+    }()
+
+    /// The preferred number of items per shard.
+    public static let shardSize = 32
+
+    /// The number of worker threads: `DECEIVE_THREADS` if set, else the active core count.
+    public static var threadCount: Int {
+        get { configuredThreads.withLock { $0 } }
+        set { configuredThreads.withLock { $0 = max(1, newValue) } }
+    }
+
+    private static func defaultThreadCount() -> Int {
+        if let text = ProcessInfo.processInfo.environment["DECEIVE_THREADS"], let value = Int(text), value > 0 {
+            return value
+        }
+        return ProcessInfo.processInfo.activeProcessorCount
+    }
+
+    /// Balanced shards covering `0..<count`: `ceil(count / shardSize)` ranges whose sizes
+    /// differ by at most one. Depends on `count` only.
+    public static func shards(count: Int, maximumSize: Int = shardSize) -> [Range<Int>] {
+        guard count > 0 else { return [] }
+        let shardCount = (count + maximumSize - 1) / maximumSize
+        let base = count / shardCount
+        let extra = count % shardCount
+        var ranges: [Range<Int>] = []
+        ranges.reserveCapacity(shardCount)
+        var start = 0
+        for index in 0..<shardCount {
+            let size = base + (index < extra ? 1 : 0)
+            ranges.append(start..<(start + size))
+            start += size
+        }
+        return ranges
+    }
+
+    /// Runs `body(i)` for every `i` in `0..<count` on the worker threads and returns the
+    /// results in index order. Index `i` goes to thread `i % threadCount`, so the work
+    /// each thread does (and any floating-point order inside it) depends on `i` only.
+    public static func map<T>(_ count: Int, _ body: (Int) -> T) -> [T] {
+        _ = blasSetUp
+        let threads = min(threadCount, count)
+        if threads <= 1 || isWorkerThread {
+            return (0..<count).map(body)
+        }
+        return withoutActuallyEscaping(body) { body in
+            let slots = UnsafeMutableBufferPointer<T?>.allocate(capacity: count)
+            slots.initialize(repeating: nil)
+            defer { slots.deallocate() }
+            let shared = SendableBox((body, slots))
+            DispatchQueue.concurrentPerform(iterations: threads) { thread in
+                isWorkerThread = true
+                defer { isWorkerThread = false }
+                let (body, slots) = shared.value
+                var index = thread
+                while index < count {
+                    slots[index] = body(index)
+                    index += threads
+                }
+            }
+            return slots.map { $0! }
+        }
+    }
+
+    /// Whether the current thread is inside `map`: nested calls then run serially.
+    private static let workerKey: pthread_key_t = {
+        var key = pthread_key_t()
+        pthread_key_create(&key, nil)
+        return key
+    }()
+    private static var isWorkerThread: Bool {
+        get { pthread_getspecific(workerKey) != nil }
+        set { pthread_setspecific(workerKey, newValue ? UnsafeRawPointer(bitPattern: 1) : nil) }
+    }
+}
+
+/// Moves a non-Sendable value into concurrent code whose safety the caller guarantees
+/// (each worker touches disjoint slots).
+struct SendableBox<T>: @unchecked Sendable {
+    let value: T
+    init(_ value: T) { self.value = value }
+}
+
+/// Single-precision GEMM, row-major: `C = alpha * op(A) * op(B) + beta * C`, with
+/// `op(A)` of shape [m, k] and `op(B)` of shape [k, n].
+@inline(__always)
+func sgemm(
+    transposeA: Bool = false, transposeB: Bool = false, m: Int, n: Int, k: Int,
+    alpha: Float = 1, a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
+    beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int
+) {
+    #if canImport(Accelerate)
+    cblas_sgemm(
+        CblasRowMajor, transposeA ? CblasTrans : CblasNoTrans, transposeB ? CblasTrans : CblasNoTrans,
+        Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
+    #else
+    cblas_sgemm(
+        CblasRowMajor, transposeA ? CblasTrans : CblasNoTrans, transposeB ? CblasTrans : CblasNoTrans,
+        blasint(m), blasint(n), blasint(k), alpha, a, blasint(lda), b, blasint(ldb), beta, c, blasint(ldc))
+    #endif
+}
+
+/// Measures OpenBLAS's own multi-threaded sgemm on square matrices of size `size`, in
+/// GFLOP/s, running for about `seconds`: the roofline our kernels are compared with.
+public func measureSGEMMRoofline(size: Int = 2048, seconds: Double = 1.0, threads: Int) -> Double {
+    #if !canImport(Accelerate)
+    openblas_set_num_threads(Int32(threads))
+    defer { openblas_set_num_threads(1) }
+    #endif
+    var generator = SplitMix64(seed: 1)
+    let a = (0..<(size * size)).map { _ in generator.nextUnitFloat() }
+    let b = (0..<(size * size)).map { _ in generator.nextUnitFloat() }
+    var c = [Float](repeating: 0, count: size * size)
+    var repetitions = 0
+    let clock = ContinuousClock()
+    var elapsed = Duration.zero
+    a.withUnsafeBufferPointer { a in
+        b.withUnsafeBufferPointer { b in
+            c.withUnsafeMutableBufferPointer { c in
+                func run() {
+                    sgemm(
+                        m: size, n: size, k: size, a: a.baseAddress!, lda: size, b: b.baseAddress!, ldb: size,
+                        beta: 0, c: c.baseAddress!, ldc: size)
+                }
+                run()
+                let start = clock.now
+                repeat {
+                    run()
+                    repetitions += 1
+                    elapsed = clock.now - start
+                } while elapsed < .seconds(seconds)
+            }
+        }
+    }
+    let secondsTaken = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) * 1e-18
+    return 2 * Double(size * size * size) * Double(repetitions) / secondsTaken / 1e9
+}

@@ -1,0 +1,71 @@
+/// What a forward pass needs to know besides its input.
+public struct ForwardContext: Sendable {
+    /// Training mode (dropout active) or inference.
+    public var training: Bool
+    /// Seed for stochastic layers; masks are keyed per sample, not per thread.
+    public var seed: UInt64
+    /// The index, in the whole batch, of the first item of this input (this shard).
+    public var firstItem: Int
+    /// The position of the layer in its model, so that two dropout layers draw different masks.
+    public var layerIndex: Int
+    /// Whether a backward pass will follow; if not, layers may skip recording what it needs.
+    public var needsBackward: Bool
+
+    /// Creates a context.
+    public init(training: Bool = false, seed: UInt64 = 0, firstItem: Int = 0, layerIndex: Int = 0, needsBackward: Bool = true) {
+        self.training = training
+        self.seed = seed
+        self.firstItem = firstItem
+        self.layerIndex = layerIndex
+        self.needsBackward = needsBackward
+    }
+}
+
+/// One layer of a network: parameters only, and a forward/backward pair.
+///
+/// `forward` returns the output and a cache holding exactly what `backward` needs (the
+/// llm.c pattern). A layer has no hidden mutable state, so a trained model is a value
+/// that many attacks can run at once. `backward` computes the input gradient and, only
+/// when asked, the parameter gradients: attacks need the first and never the second.
+public protocol Layer: Sendable {
+    /// What `forward` keeps for `backward`.
+    associatedtype Cache
+
+    /// PyTorch's names for this layer's parameters, in order (for example `["weight", "bias"]`).
+    var parameterNames: [String] { get }
+
+    /// The parameters, in the order of ``parameterNames``.
+    var parameters: [Tensor] { get set }
+
+    /// Computes the output for a batch and what the backward pass will need.
+    func forward(_ input: Tensor, context: ForwardContext) -> (output: Tensor, cache: Cache)
+
+    /// Given the gradient of the loss with respect to the output, returns the gradient
+    /// with respect to the input (when `needsInputGradient`) and the parameter gradients
+    /// in ``parameters`` order (when `needsParameterGradients`, else an empty array).
+    func backward(
+        _ outputGradient: Tensor, cache: Cache, needsInputGradient: Bool, needsParameterGradients: Bool
+    ) -> (inputGradient: Tensor?, parameterGradients: [Tensor])
+}
+
+extension Layer {
+    public var parameterNames: [String] { [] }
+    public var parameters: [Tensor] {
+        get { [] }
+        set { precondition(newValue.isEmpty, "\(Self.self) has no parameters") }
+    }
+
+    func erasedForward(_ input: Tensor, context: ForwardContext) -> (Tensor, Any) {
+        let (output, cache) = forward(input, context: context)
+        return (output, cache)
+    }
+
+    func erasedBackward(
+        _ outputGradient: Tensor, cache: Any, needsInputGradient: Bool, needsParameterGradients: Bool
+    ) -> (Tensor?, [Tensor]) {
+        // The model pairs each cache with the layer that made it, so the cast cannot fail.
+        backward(
+            outputGradient, cache: cache as! Cache, needsInputGradient: needsInputGradient,
+            needsParameterGradients: needsParameterGradients)
+    }
+}

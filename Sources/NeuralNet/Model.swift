@@ -1,0 +1,184 @@
+/// A loss on a shard of logits: given the logits of batch rows `rows` (a [n, classes]
+/// tensor), returns each row's loss and the gradient to backpropagate, d(loss)/d(logits),
+/// already scaled as the caller wants (for example 1/N for a batch mean).
+public typealias LogitLoss = @Sendable (_ logits: Tensor, _ rows: Range<Int>) -> (losses: [Float], logitGradient: Tensor)
+
+/// What a forward and backward pass over a batch returns.
+public struct ModelGradients: Sendable {
+    /// Each example's loss.
+    public var losses: [Float]
+    /// The logits, [N, classes].
+    public var logits: Tensor
+    /// d(loss)/d(input), the input's shape; nil unless asked for.
+    public var inputGradient: Tensor?
+    /// d(loss)/d(parameter) for every parameter in ``Model/parameters`` order, summed over
+    /// the batch; empty unless asked for.
+    public var parameterGradients: [Tensor]
+}
+
+/// A sequential network built from an ``Architecture``: a value holding layers (that is,
+/// parameters), safe to share between threads and concurrent attacks.
+///
+/// Every method takes a whole batch, cuts it into shards (see ``Compute``) and runs the
+/// shards in parallel, so callers never loop over images.
+public struct Model: Sendable {
+    /// The layout this model was built from.
+    public let architecture: Architecture
+    /// The layers, input to output.
+    public private(set) var layers: [any Layer]
+
+    /// A freshly initialised model (PyTorch's default initialisation).
+    public init<G: RandomNumberGenerator>(architecture: Architecture, generator: inout G) throws(ArchitectureError) {
+        try architecture.validate()
+        self.architecture = architecture
+        self.layers = architecture.makeLayers(generator: &generator)
+    }
+
+    /// A model whose parameters come from `parameters`, keyed by PyTorch name
+    /// (`conv1.weight`, …). Every name must be present with the right shape, and no
+    /// other name may be.
+    public init(architecture: Architecture, parameters: [String: Tensor]) throws(ArchitectureError) {
+        var generator = SplitMix64(seed: 0)
+        try self.init(architecture: architecture, generator: &generator)
+        let expected = Set(parameterNames)
+        let unexpected = parameters.keys.filter { !expected.contains($0) }.sorted()
+        guard unexpected.isEmpty else {
+            throw ArchitectureError(
+                "tensors \(unexpected.prefix(4).joined(separator: ", ")) are not parameters of architecture '\(architecture)'")
+        }
+        var values: [Tensor] = []
+        for (name, current) in zip(parameterNames, self.parameters) {
+            guard let value = parameters[name] else {
+                throw ArchitectureError("parameter '\(name)' is missing for architecture '\(architecture)'")
+            }
+            guard value.shape == current.shape else {
+                throw ArchitectureError(
+                    "parameter '\(name)' has shape \(value.shape) but architecture '\(architecture)' needs \(current.shape)")
+            }
+            guard value.isFinite else { throw ArchitectureError("parameter '\(name)' contains NaN or infinity") }
+            values.append(value)
+        }
+        self.parameters = values
+    }
+
+    /// The PyTorch names of all parameters, in order: `conv1.weight`, `conv1.bias`, ….
+    public var parameterNames: [String] {
+        zip(architecture.layerNames, layers).flatMap { name, layer in
+            layer.parameterNames.map { "\(name ?? "layer").\($0)" }
+        }
+    }
+
+    /// All parameters, in ``parameterNames`` order.
+    public var parameters: [Tensor] {
+        get { layers.flatMap { $0.parameters } }
+        set {
+            var offset = 0
+            for index in layers.indices {
+                let count = layers[index].parameterNames.count
+                guard count > 0 else { continue }
+                layers[index].parameters = Array(newValue[offset..<(offset + count)])
+                offset += count
+            }
+            precondition(offset == newValue.count, "expected \(offset) parameter tensors, got \(newValue.count)")
+        }
+    }
+
+    /// The number of trainable scalars.
+    public var parameterCount: Int { parameters.reduce(0) { $0 + $1.count } }
+
+    /// The number of classes the model scores.
+    public var classCount: Int { architecture.classCount }
+
+    /// Logits [N, classes] for a batch [N, C, H, W] (inference mode).
+    public func logits(_ input: Tensor) -> Tensor {
+        checkInput(input)
+        let shards = Compute.shards(count: input.batchSize)
+        let parts = Compute.map(shards.count) { index in
+            var x = input.batch(shards[index])
+            let context = ForwardContext(training: false, firstItem: shards[index].lowerBound, needsBackward: false)
+            for layer in layers { x = layer.erasedForward(x, context: context).0 }
+            return x
+        }
+        return parts.isEmpty ? Tensor(shape: [0, classCount]) : Tensor.concatenate(parts)
+    }
+
+    /// Class probabilities [N, classes] (softmax of the logits).
+    public func probabilities(_ input: Tensor) -> Tensor { softmax(logits(input)) }
+
+    /// The predicted class of each item.
+    public func predictions(_ input: Tensor) -> [Int] { argmax(rows: logits(input)) }
+
+    /// A forward and backward pass of a batch under `loss`.
+    ///
+    /// - Parameters:
+    ///   - training: training mode (dropout active) with this seed for its masks, or nil
+    ///     for inference mode.
+    ///   - needsInputGradient: compute d(loss)/d(input) (attacks).
+    ///   - needsParameterGradients: compute parameter gradients (training); attacks pass
+    ///     false and pay nothing for them.
+    public func gradients(
+        _ input: Tensor, training seed: UInt64? = nil, needsInputGradient: Bool, needsParameterGradients: Bool,
+        loss: LogitLoss
+    ) -> ModelGradients {
+        checkInput(input)
+        precondition(input.batchSize > 0, "gradients of an empty batch")
+        let shards = Compute.shards(count: input.batchSize)
+        let parts = Compute.map(shards.count) { index in
+            shardGradients(
+                input.batch(shards[index]), rows: shards[index], seed: seed, needsInputGradient: needsInputGradient,
+                needsParameterGradients: needsParameterGradients, loss: loss)
+        }
+        var result = ModelGradients(
+            losses: parts.flatMap { $0.losses }, logits: Tensor.concatenate(parts.map { $0.logits }),
+            inputGradient: needsInputGradient ? Tensor.concatenate(parts.compactMap { $0.inputGradient }) : nil,
+            parameterGradients: parts[0].parameterGradients)
+        // Summed in shard order, so the result does not depend on the thread count.
+        for part in parts.dropFirst() {
+            for index in result.parameterGradients.indices {
+                result.parameterGradients[index].add(part.parameterGradients[index])
+            }
+        }
+        return result
+    }
+
+    private func shardGradients(
+        _ input: Tensor, rows: Range<Int>, seed: UInt64?, needsInputGradient: Bool, needsParameterGradients: Bool,
+        loss: LogitLoss
+    ) -> ModelGradients {
+        var caches: [Any] = []
+        caches.reserveCapacity(layers.count)
+        var x = input
+        for (index, layer) in layers.enumerated() {
+            let context = ForwardContext(
+                training: seed != nil, seed: seed ?? 0, firstItem: rows.lowerBound, layerIndex: index)
+            let (output, cache) = layer.erasedForward(x, context: context)
+            caches.append(cache)
+            x = output
+        }
+        let logits = x
+        let (losses, logitGradient) = loss(logits, rows)
+        // The first layer that has parameters: below it, no gradient is needed in training.
+        let firstTrainable = layers.firstIndex { !$0.parameterNames.isEmpty } ?? layers.count
+        var gradient = logitGradient
+        var parameterGradients: [[Tensor]] = []
+        for index in layers.indices.reversed() {
+            let layer = layers[index]
+            let wantsInput = needsInputGradient || index > firstTrainable
+            let wantsParameters = needsParameterGradients && !layer.parameterNames.isEmpty
+            if !wantsInput && !wantsParameters { break }
+            let (inputGradient, grads) = layer.erasedBackward(
+                gradient, cache: caches[index], needsInputGradient: wantsInput, needsParameterGradients: wantsParameters)
+            if wantsParameters { parameterGradients.append(grads) }
+            if let inputGradient { gradient = inputGradient }
+        }
+        return ModelGradients(
+            losses: losses, logits: logits, inputGradient: needsInputGradient ? gradient : nil,
+            parameterGradients: parameterGradients.reversed().flatMap { $0 })
+    }
+
+    private func checkInput(_ input: Tensor) {
+        precondition(
+            input.shape.count == 4 && Array(input.shape.dropFirst()) == architecture.inputShape,
+            "model expects [N] + \(architecture.inputShape) input, got \(input.shape)")
+    }
+}

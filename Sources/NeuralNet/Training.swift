@@ -1,0 +1,155 @@
+import Foundation
+
+/// One epoch of training, as printed and as stored in checkpoint metadata.
+public struct EpochRecord: Codable, Sendable, Equatable {
+    /// 1-based epoch number.
+    public var epoch: Int
+    /// Mean training loss over the epoch.
+    public var loss: Double
+    /// Fraction of training samples classified correctly during the epoch.
+    public var trainAccuracy: Double
+    /// Test accuracy after the epoch, when measured.
+    public var testAccuracy: Double?
+    /// Wall time of the epoch's training steps.
+    public var seconds: Double
+    /// Training throughput.
+    public var samplesPerSecond: Double
+    /// The learning rate of the epoch's last step.
+    public var learningRate: Double
+
+    /// Creates a record.
+    public init(
+        epoch: Int, loss: Double, trainAccuracy: Double, testAccuracy: Double?, seconds: Double,
+        samplesPerSecond: Double, learningRate: Double
+    ) {
+        self.epoch = epoch
+        self.loss = loss
+        self.trainAccuracy = trainAccuracy
+        self.testAccuracy = testAccuracy
+        self.seconds = seconds
+        self.samplesPerSecond = samplesPerSecond
+        self.learningRate = learningRate
+    }
+}
+
+/// A model being trained: the model, its optimizer and the optimizer's state.
+public struct Trainer: Sendable {
+    /// The model, updated in place by every step.
+    public var model: Model
+    /// The update rule.
+    public let optimizer: any Optimizer
+    /// Per-parameter optimizer state, in ``Model/parameters`` order.
+    public var optimizerState: [[Tensor]]
+    /// The number of updates made so far.
+    public var step: Int
+
+    /// Starts training `model` with `optimizer`.
+    public init(model: Model, optimizer: any Optimizer) {
+        self.model = model
+        self.optimizer = optimizer
+        self.optimizerState = model.parameters.map { optimizer.makeState(for: $0) }
+        self.step = 0
+    }
+
+    /// One update on a batch: softmax cross-entropy averaged over the batch.
+    ///
+    /// - Parameter seed: keys the dropout masks of this step.
+    /// - Returns: the batch's mean loss and how many items it classified correctly
+    ///   (before the update).
+    public mutating func train(_ input: Tensor, labels: [Int], learningRate: Float, seed: UInt64) -> (loss: Double, correct: Int) {
+        let scale = 1 / Float(labels.count)
+        let result = model.gradients(
+            input, training: seed, needsInputGradient: false, needsParameterGradients: true,
+            loss: { logits, rows in crossEntropy(logits: logits, labels: labels[rows], gradientScale: scale) })
+        step += 1
+        var parameters = model.parameters
+        for index in parameters.indices {
+            optimizer.update(
+                &parameters[index], gradient: result.parameterGradients[index], state: &optimizerState[index], step: step,
+                learningRate: learningRate)
+        }
+        model.parameters = parameters
+        let predictions = argmax(rows: result.logits)
+        let correct = zip(predictions, labels).filter { $0 == $1 }.count
+        return (result.losses.reduce(0) { $0 + Double($1) } / Double(labels.count), correct)
+    }
+}
+
+/// What a training run does: epochs, learning rate and its schedule, seed.
+public struct TrainingPlan: Sendable {
+    public var epochs: Int
+    public var learningRate: Float
+    public var schedule: LearningRateSchedule
+    public var seed: UInt64
+
+    /// Creates a plan.
+    public init(epochs: Int, learningRate: Float, schedule: LearningRateSchedule, seed: UInt64) {
+        self.epochs = epochs
+        self.learningRate = learningRate
+        self.schedule = schedule
+        self.seed = seed
+    }
+}
+
+/// Progress of a training run, for display.
+public enum TrainingEvent: Sendable {
+    /// A batch finished: epoch (1-based), batches done and total, running mean loss and accuracy.
+    case batch(epoch: Int, done: Int, of: Int, loss: Double, accuracy: Double)
+    /// An epoch finished.
+    case epoch(EpochRecord)
+}
+
+extension Trainer {
+    /// Trains for `plan.epochs` epochs over `source`, from epoch `startEpoch` (0-based).
+    ///
+    /// - Parameters:
+    ///   - evaluate: measures test accuracy after each epoch (or returns nil).
+    ///   - onEvent: called after every batch and epoch; it may throw to stop the run.
+    /// - Returns: one record per epoch trained.
+    public mutating func fit(
+        _ source: any BatchSource, plan: TrainingPlan, startEpoch: Int = 0,
+        evaluate: (Model) -> Double? = { _ in nil }, onEvent: (TrainingEvent) throws -> Void = { _ in }
+    ) rethrows -> [EpochRecord] {
+        let perEpoch = source.batchesPerEpoch
+        let totalSteps = perEpoch * plan.epochs
+        var records: [EpochRecord] = []
+        let clock = ContinuousClock()
+        for epoch in startEpoch..<plan.epochs {
+            var lossSum = 0.0
+            var correct = 0
+            var seen = 0
+            var rate: Float = plan.learningRate
+            var elapsed = Duration.zero
+            for index in 0..<perEpoch {
+                let (input, labels) = source.batch(epoch: epoch, index: index)
+                let globalStep = epoch * perEpoch + index
+                rate = plan.schedule.learningRate(
+                    base: plan.learningRate, step: globalStep, stepsPerEpoch: perEpoch, totalSteps: totalSteps)
+                let start = clock.now
+                let (loss, right) = train(
+                    input, labels: labels, learningRate: rate, seed: plan.seed &+ UInt64(globalStep) &* 0x9E37_79B9)
+                elapsed += clock.now - start
+                lossSum += loss * Double(labels.count)
+                correct += right
+                seen += labels.count
+                try onEvent(.batch(epoch: epoch + 1, done: index + 1, of: perEpoch, loss: lossSum / Double(seen),
+                                   accuracy: Double(correct) / Double(seen)))
+            }
+            let seconds = elapsed.seconds
+            let record = EpochRecord(
+                epoch: epoch + 1, loss: lossSum / Double(max(seen, 1)), trainAccuracy: Double(correct) / Double(max(seen, 1)),
+                testAccuracy: evaluate(model), seconds: seconds, samplesPerSecond: Double(seen) / max(seconds, 1e-9),
+                learningRate: Double(rate))
+            records.append(record)
+            try onEvent(.epoch(record))
+        }
+        return records
+    }
+}
+
+extension Duration {
+    /// The duration in seconds, as a Double.
+    public var seconds: Double {
+        Double(components.seconds) + Double(components.attoseconds) * 1e-18
+    }
+}

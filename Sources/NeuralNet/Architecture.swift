@@ -241,3 +241,44 @@ public struct ArchitectureError: Error, CustomStringConvertible, Equatable, Send
     /// Creates an error with its message.
     public init(_ description: String) { self.description = description }
 }
+
+extension Architecture {
+    /// Multiply-add work of one item's forward pass, per layer, counted as 2 FLOPs per
+    /// multiply-add of the convolutions and dense layers (the GEMM work; pooling and
+    /// activations are not counted). The backward pass costs the same again for the input
+    /// gradient and again for the parameter gradients.
+    public var forwardFLOPs: [Int] {
+        var shape = inputShape
+        var flops: [Int] = []
+        for spec in layers {
+            var work = 0
+            switch spec {
+            case let .conv(f, k, s, p):
+                let outH = (shape[1] + 2 * p - k) / s + 1, outW = (shape[2] + 2 * p - k) / s + 1
+                work = 2 * f * shape[0] * k * k * outH * outW
+                shape = [f, outH, outW]
+            case let .maxPool(k, s):
+                shape = [shape[0], (shape[1] - k) / s + 1, (shape[2] - k) / s + 1]
+            case .dense(let n):
+                work = 2 * n * (shape.first ?? 0)
+                shape = [n]
+            case .flatten: shape = [Tensor.elementCount(shape)]
+            case .relu, .dropout: break
+            }
+            flops.append(work)
+        }
+        return flops
+    }
+
+    /// FLOPs of one training step per item: forward, input gradients of every layer above
+    /// the first trainable one, and parameter gradients.
+    public var trainingFLOPs: Int {
+        let forward = forwardFLOPs
+        let first = forward.firstIndex { $0 > 0 } ?? 0
+        return 3 * forward.reduce(0, +) - forward[first]
+    }
+
+    /// FLOPs of one input-gradient step per item (what an attack pays): forward and the
+    /// input gradients of every layer, no parameter gradients.
+    public var inputGradientFLOPs: Int { 2 * forwardFLOPs.reduce(0, +) }
+}

@@ -80,3 +80,29 @@ func describe(_ error: any Error) -> String {
     default: return nsError.localizedDescription
     }
 }
+
+/// Reads whole input files with one clear line when that fails (missing, a directory,
+/// unreadable), shared by every parser so that all of them say it the same way.
+public enum InputFile {
+    /// The file's bytes, or a message "`path`: what is wrong".
+    public static func read(_ url: URL) -> Result<Data, FileReadError> {
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: url.path, isDirectory: &isDirectory) else {
+            return .failure(FileReadError("\(url.path): no such file"))
+        }
+        guard !isDirectory.boolValue else { return .failure(FileReadError("\(url.path): is a directory, not a file")) }
+        do {
+            return .success(try Data(contentsOf: url, options: .mappedIfSafe))
+        } catch {
+            return .failure(FileReadError("\(url.path): cannot be read (\(describe(error)))"))
+        }
+    }
+}
+
+/// An input file that could not be read.
+public struct FileReadError: Error, CustomStringConvertible, Equatable, Sendable {
+    /// One line naming the file and what went wrong.
+    public let description: String
+    /// Creates an error with its message.
+    public init(_ description: String) { self.description = description }
+}

@@ -78,7 +78,10 @@ public enum Compute {
         return withoutActuallyEscaping(body) { body in
             let slots = UnsafeMutableBufferPointer<T?>.allocate(capacity: count)
             slots.initialize(repeating: nil)
-            defer { slots.deallocate() }
+            defer {
+                _ = slots.deinitialize()
+                slots.deallocate()
+            }
             let shared = SendableBox((body, slots))
             DispatchQueue.concurrentPerform(iterations: threads) { thread in
                 isWorkerThread = true

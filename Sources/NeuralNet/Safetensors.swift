@@ -23,13 +23,10 @@ public struct Safetensors: Sendable, Equatable {
 
     /// Reads and checks a file.
     public static func read(from url: URL) throws(SafetensorsError) -> Safetensors {
-        let data: Data
-        do {
-            data = try Data(contentsOf: url, options: .mappedIfSafe)
-        } catch {
-            throw SafetensorsError(url.path, "cannot be read (\(describe(error)))")
+        switch InputFile.read(url) {
+        case let .success(data): return try parse(data, source: url.path)
+        case let .failure(error): throw SafetensorsError(error.description)
         }
-        return try parse(data, source: url.path)
     }
 
     /// Parses a file's bytes; `source` names it in errors.
@@ -221,4 +218,5 @@ public struct SafetensorsError: Error, CustomStringConvertible, Equatable, Senda
     /// One line naming the file and what is wrong with it.
     public let description: String
     init(_ source: String, _ problem: String) { description = "\(source): \(problem)" }
+    init(_ description: String) { self.description = description }
 }

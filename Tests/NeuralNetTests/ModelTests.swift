@@ -130,3 +130,25 @@ struct ModelTests {
         #expect(Compute.shards(count: 0).isEmpty)
     }
 }
+
+/// Counts live instances, to catch results that `Compute.map` fails to release.
+final class LiveCounter: @unchecked Sendable {
+    nonisolated(unsafe) static var live = 0
+    init() { LiveCounter.live += 1 }
+    deinit { LiveCounter.live -= 1 }
+}
+
+@Suite(.serialized) struct ComputeMapTests {
+    @Test func releasesItsResults() {
+        let before = LiveCounter.live
+        do {
+            let results = Compute.map(16) { _ in LiveCounter() }
+            #expect(results.count == 16)
+        }
+        #expect(LiveCounter.live == before)
+    }
+
+    @Test func returnsResultsInIndexOrder() {
+        #expect(Compute.map(100) { $0 * $0 } == (0..<100).map { $0 * $0 })
+    }
+}

@@ -1,0 +1,116 @@
+// deceive-bench: throughput of training, evaluation and input-gradient steps, as
+// images/s and as a fraction of OpenBLAS's own sgemm measured in the same run.
+//
+//   deceive-bench [--arch seed] [--seconds 3] [--output out/bench.json]
+
+import Foundation
+import NeuralNet
+
+struct Measurement: Encodable {
+    let name: String
+    let batchSize: Int
+    let itemsPerSecond: Double
+    let gflops: Double
+    let fractionOfRoofline: Double
+    let target: Double?
+}
+
+struct Report: Encodable {
+    let architecture: String
+    let threads: Int
+    let rooflineGFLOPs: Double
+    let measurements: [Measurement]
+}
+
+func value(of flag: String) -> String? {
+    let arguments = CommandLine.arguments
+    guard let index = arguments.firstIndex(of: flag), index + 1 < arguments.count else { return nil }
+    return arguments[index + 1]
+}
+
+func fail(_ message: String) -> Never {
+    FileHandle.standardError.write(Data("deceive-bench: error: \(message)\n".utf8))
+    exit(2)
+}
+
+let architecture: Architecture
+do {
+    architecture = try Architecture.resolve(value(of: "--arch") ?? "seed")
+} catch {
+    fail(error.description)
+}
+guard let seconds = Double(value(of: "--seconds") ?? "3"), seconds > 0, seconds.isFinite else {
+    fail("--seconds must be a positive number")
+}
+let output = value(of: "--output")
+let threads = Compute.threadCount
+
+/// Runs `body` (which processes `items` items) repeatedly for `seconds`, after one warm-up.
+func throughput(items: Int, _ body: () -> Void) -> Double {
+    body()
+    let clock = ContinuousClock()
+    let start = clock.now
+    var runs = 0
+    repeat {
+        body()
+        runs += 1
+    } while (clock.now - start).seconds < seconds
+    return Double(runs * items) / (clock.now - start).seconds
+}
+
+var generator = SplitMix64(seed: 42)
+var model = try! Model(architecture: architecture, generator: &generator)
+@MainActor func batch(_ size: Int) -> (Tensor, [Int]) {
+    let input = Tensor(shape: [size] + architecture.inputShape, scalars: (0..<size * 784).map { _ in generator.nextUnitFloat() })
+    return (input, (0..<size).map { $0 % 10 })
+}
+
+let roofline = measureSGEMMRoofline(size: 2048, seconds: min(seconds, 2), threads: threads)
+print("OpenBLAS sgemm 2048³ on \(threads) threads: \(String(format: "%.1f", roofline)) GFLOP/s (the roofline)")
+
+var measurements: [Measurement] = []
+@MainActor func record(_ name: String, batchSize: Int, rate: Double, flopsPerItem: Int, target: Double?) {
+    let gflops = rate * Double(flopsPerItem) / 1e9
+    let measurement = Measurement(
+        name: name, batchSize: batchSize, itemsPerSecond: rate, gflops: gflops, fractionOfRoofline: gflops / roofline,
+        target: target)
+    measurements.append(measurement)
+    let verdict = target.map { measurement.fractionOfRoofline >= $0 ? "  (target \(Int($0 * 100))%: met)" : "  (target \(Int($0 * 100))%: MISSED)" } ?? ""
+    print(
+        name.padding(toLength: 16, withPad: " ", startingAt: 0) + String(
+            format: "batch %5d  %9.0f items/s  %6.1f GFLOP/s  %5.1f%% of roofline", batchSize, rate,
+            gflops, 100 * measurement.fractionOfRoofline) + verdict)
+}
+
+do {
+    let (input, labels) = batch(64)
+    var trainer = Trainer(model: model, optimizer: Adam())
+    let rate = throughput(items: 64) { _ = trainer.train(input, labels: labels, learningRate: 1e-3, seed: 1) }
+    record("train", batchSize: 64, rate: rate, flopsPerItem: architecture.trainingFLOPs, target: 0.6)
+}
+do {
+    let (input, _) = batch(1000)
+    let rate = throughput(items: 1000) { _ = model.logits(input) }
+    record("evaluate", batchSize: 1000, rate: rate, flopsPerItem: architecture.forwardFLOPs.reduce(0, +), target: 0.7)
+}
+do {
+    let (input, labels) = batch(1000)
+    let rate = throughput(items: 1000) {
+        _ = model.gradients(
+            input, needsInputGradient: true, needsParameterGradients: false,
+            loss: { logits, rows in crossEntropy(logits: logits, labels: labels[rows], gradientScale: 1) })
+    }
+    record("input-gradient", batchSize: 1000, rate: rate, flopsPerItem: architecture.inputGradientFLOPs, target: 0.7)
+}
+
+if let output {
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+    let report = Report(architecture: architecture.spec, threads: threads, rooflineGFLOPs: roofline, measurements: measurements)
+    do {
+        try AtomicFile.write(try encoder.encode(report), to: URL(fileURLWithPath: output))
+        print("wrote \(output)")
+    } catch {
+        fail("\(output): \(error)")
+    }
+}

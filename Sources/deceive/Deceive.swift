@@ -1,0 +1,49 @@
+import ArgumentParser
+import Foundation
+
+/// The `deceive` command: shows, measures and defends against the deception of neural networks.
+@main
+struct Deceive: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "deceive",
+        abstract: "Train a network on MNIST, fool it, attack it, and defend it.",
+        subcommands: [DataCommand.self, TrainCommand.self, EvaluateCommand.self]
+    )
+
+    /// The arguments being run, recorded in the checkpoints a command writes.
+    nonisolated(unsafe) static var arguments: [String] = []
+
+    /// Runs the command line. Errors are one line on standard error; the exit status is 2
+    /// for usage errors and 1 for work that failed.
+    static func main() {
+        let code = run(CommandLine.arguments.dropFirst().map { $0 })
+        Foundation.exit(code)
+    }
+
+    /// Parses and runs `arguments`, returning the exit status.
+    static func run(_ arguments: [String]) -> Int32 {
+        Deceive.arguments = arguments
+        do {
+            var command = try parseAsRoot(arguments)
+            try command.run()
+            return 0
+        } catch let failure as Failure {
+            printError("deceive: error: \(failure.description)")
+            return 1
+        } catch {
+            let code = exitCode(for: error)
+            if code == .success {
+                // --help, --version.
+                print(fullMessage(for: error))
+                return 0
+            }
+            let message = message(for: error).split(separator: "\n").first.map(String.init) ?? "\(error)"
+            if code == .validationFailure {
+                printError("deceive: error: \(message) (see --help)")
+                return 2
+            }
+            printError("deceive: error: \(message)")
+            return 1
+        }
+    }
+}

@@ -1,0 +1,62 @@
+import Foundation
+import NeuralNet
+import Testing
+
+@testable import deceive
+
+/// A fresh temporary directory.
+func temporaryDirectory() throws -> URL {
+    let url = FileManager.default.temporaryDirectory.appendingPathComponent("deceive-cli-\(UUID().uuidString)")
+    try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+    return url
+}
+
+@Suite(.serialized) struct CommandLineTests {
+    @Test func trainThenEvaluate() throws {
+        let directory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let output = directory.appendingPathComponent("small.safetensors").path
+        let status = Deceive.run([
+            "train", "--limit", "3000", "--epochs", "2", "--batch-size", "64", "--augment", "--output", output,
+        ])
+        #expect(status == 0)
+        let checkpoint = try Checkpoint.load(from: URL(fileURLWithPath: output))
+        #expect(checkpoint.model.architecture.spec == Architecture.seed.spec)
+        #expect(checkpoint.history.count == 2)
+        #expect(checkpoint.metadata["dataset"] == "mnist")
+        #expect(checkpoint.metadata["command"]?.hasPrefix("deceive train") == true)
+        // 3,000 images and 2 epochs already give well over 90% on the test set.
+        let accuracy = try #require(checkpoint.testAccuracy)
+        #expect(accuracy > 0.9)
+        #expect(Deceive.run(["evaluate", "--model", output, "--limit", "500"]) == 0)
+        #expect(Deceive.run(["evaluate", "--model", output, "--arch", "madry"]) == 1)
+    }
+
+    @Test(arguments: [
+        ["train", "--epochs", "0"],
+        ["train", "--batch-size", "0"],
+        ["train", "--learning-rate", "nan"],
+        ["train", "--learning-rate", "-1"],
+        ["train", "--schedule", "sometimes"],
+        ["train", "--arch", "conv3x3"],
+        ["train", "--dataset", "cifar"],
+        ["train", "--limit", "0"],
+        ["evaluate"],
+        ["evaluate", "--model", "x", "--limit", "-3"],
+        ["bogus"],
+    ])
+    func usageErrorsExitWithStatus2(arguments: [String]) {
+        #expect(Deceive.run(arguments) == 2)
+    }
+
+    @Test func failuresExitWithStatus1() throws {
+        let directory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let garbage = directory.appendingPathComponent("garbage.safetensors")
+        try Data("not a safetensors file".utf8).write(to: garbage)
+        #expect(Deceive.run(["evaluate", "--model", directory.appendingPathComponent("missing").path]) == 1)
+        #expect(Deceive.run(["evaluate", "--model", garbage.path]) == 1)
+        #expect(Deceive.run(["evaluate", "--model", directory.path]) == 1)
+        #expect(Deceive.run(["train", "--limit", "10", "--output", "/proc/forbidden/x.safetensors"]) == 1)
+    }
+}

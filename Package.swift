@@ -7,6 +7,8 @@ let package = Package(
         .executable(name: "deceive", targets: ["deceive"]),
         .library(name: "NeuralNet", targets: ["NeuralNet"]),
         .library(name: "Datasets", targets: ["Datasets"]),
+        .library(name: "Adversarial", targets: ["Adversarial"]),
+        .library(name: "Visuals", targets: ["Visuals"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -24,6 +26,11 @@ let package = Package(
             pkgConfig: "zlib",
             providers: [.apt(["zlib1g-dev"]), .brew(["zlib"])]
         ),
+        .systemLibrary(
+            name: "CPNG",
+            pkgConfig: "libpng",
+            providers: [.apt(["libpng-dev"]), .brew(["libpng"])]
+        ),
         .target(
             name: "NeuralNet",
             dependencies: [.target(name: "CBLAS", condition: .when(platforms: [.linux]))]
@@ -35,16 +42,20 @@ let package = Package(
                 .product(name: "Crypto", package: "swift-crypto"),
             ]
         ),
+        .target(name: "Adversarial", dependencies: ["NeuralNet"]),
+        .target(name: "Visuals", dependencies: ["NeuralNet", "CPNG"]),
         .executableTarget(
             name: "deceive",
             dependencies: [
-                "NeuralNet", "Datasets",
+                "NeuralNet", "Datasets", "Adversarial", "Visuals",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
         .executableTarget(name: "deceive-bench", dependencies: ["NeuralNet"]),
         .testTarget(name: "NeuralNetTests", dependencies: ["NeuralNet"]),
         .testTarget(name: "DatasetsTests", dependencies: ["Datasets", "NeuralNet"]),
+        .testTarget(name: "AdversarialTests", dependencies: ["Adversarial", "NeuralNet", "Datasets"]),
+        .testTarget(name: "VisualsTests", dependencies: ["Visuals", "NeuralNet"]),
         .testTarget(name: "deceiveTests", dependencies: ["deceive"]),
     ]
 )

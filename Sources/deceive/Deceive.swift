@@ -7,11 +7,12 @@ struct Deceive: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "deceive",
         abstract: "Train a network on MNIST, fool it, attack it, and defend it.",
-        subcommands: [DataCommand.self, TrainCommand.self, EvaluateCommand.self]
+        subcommands: [DataCommand.self, TrainCommand.self, EvaluateCommand.self, PredictCommand.self, FoolCommand.self]
     )
 
-    /// The arguments being run, recorded in the checkpoints a command writes.
-    nonisolated(unsafe) static var arguments: [String] = []
+    /// The arguments being run, recorded in the files a command writes (task-local, so
+    /// that concurrent runs in tests do not see each other's).
+    @TaskLocal static var arguments: [String] = []
 
     /// Runs the command line. Errors are one line on standard error; the exit status is 2
     /// for usage errors and 1 for work that failed.
@@ -22,10 +23,9 @@ struct Deceive: ParsableCommand {
 
     /// Parses and runs `arguments`, returning the exit status.
     static func run(_ arguments: [String]) -> Int32 {
-        Deceive.arguments = arguments
         do {
             var command = try parseAsRoot(arguments)
-            try command.run()
+            try Deceive.$arguments.withValue(arguments) { try command.run() }
             return 0
         } catch let failure as Failure {
             printError("deceive: error: \(failure.description)")

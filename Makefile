@@ -20,8 +20,16 @@ build: deps
 data: build
 	$(DECEIVE) data fetch
 
+MODEL = models/mnist-cnn.safetensors
+
 demo: data
-	$(DECEIVE) evaluate --model models/mnist-cnn.safetensors
+	$(DECEIVE) evaluate --model $(MODEL)
+	$(DECEIVE) fool --model $(MODEL) --target 5 --output out/demo/fool-5
+	$(DECEIVE) fool --model $(MODEL) --all --confidence 0.999 --output out/demo/fool-all
+	$(DECEIVE) fool --model $(MODEL) --all --within 0.25 --output out/demo/fool-within
+	$(DECEIVE) fool --model $(MODEL) --all --method evolve --output out/demo/fool-evolve
+	$(DECEIVE) fool --model $(MODEL) --all --start zeros --regularize l2,tv --output out/demo/class-visualisation
+	@echo "demo: pictures in out/demo/*/grid.png"
 
 test: data
 	$(SWIFT) test $(FLAGS)

@@ -1,0 +1,115 @@
+import NeuralNet
+
+/// What an input-space optimisation minimises, computed from a batch's logits.
+///
+/// Every objective returns per-row losses and the gradient of their sum with respect to
+/// the logits, in the shape ``NeuralNet/Model/gradients(_:training:needsInputGradient:needsParameterGradients:loss:)``
+/// expects. Attacks and fooling differ only in which objective and which classes they pass.
+public enum Objective: String, Sendable, CaseIterable {
+    /// Cross-entropy of the class: minimising it raises the class's softmax probability.
+    case crossEntropy = "ce"
+    /// The logit margin `max_{j≠t} z_j − z_t` (Carlini & Wagner 2017): minimising it
+    /// lifts the class's logit above the strongest rival.
+    case margin
+
+    /// Losses and logit gradients for rows of `logits` and their classes `targets`,
+    /// for making each row's class *more* likely (`sign` = +1) or *less* likely (−1).
+    public func evaluate(logits: Tensor, targets: ArraySlice<Int>, sign: Float = 1) -> (losses: [Float], logitGradient: Tensor) {
+        switch self {
+        case .crossEntropy:
+            var (losses, gradient) = NeuralNet.crossEntropy(logits: logits, labels: targets, gradientScale: sign)
+            if sign != 1 { losses = losses.map { $0 * sign } }
+            return (losses, gradient)
+        case .margin:
+            let classes = logits.shape[1]
+            var losses = [Float](repeating: 0, count: targets.count)
+            var gradient = Tensor(shape: logits.shape)
+            for (row, target) in targets.enumerated() {
+                let base = row * classes
+                var rival = target == 0 ? 1 : 0
+                for c in 0..<classes where c != target && logits.scalars[base + c] > logits.scalars[base + rival] { rival = c }
+                losses[row] = sign * (logits.scalars[base + rival] - logits.scalars[base + target])
+                gradient.scalars[base + rival] = sign
+                gradient.scalars[base + target] = -sign
+            }
+            return (losses, gradient)
+        }
+    }
+}
+
+extension Model {
+    /// The gradient of `objective` for `targets` with respect to the input, with the
+    /// weights frozen (no parameter gradients are computed), plus the logits of `input`.
+    public func inputGradient(
+        _ input: Tensor, targets: [Int], objective: Objective, sign: Float = 1
+    ) -> (gradient: Tensor, logits: Tensor, losses: [Float]) {
+        let result = gradients(
+            input, needsInputGradient: true, needsParameterGradients: false,
+            loss: { logits, rows in objective.evaluate(logits: logits, targets: targets[rows], sign: sign) })
+        return (result.inputGradient ?? Tensor(shape: input.shape), result.logits, result.losses)
+    }
+}
+
+/// The box a perturbed image must stay in: pixels in [0, 1] and, optionally, within ε of
+/// a reference image in L∞.
+public struct PixelBox: Sendable {
+    /// Per-element lower and upper bounds.
+    public let lower: [Float], upper: [Float]
+
+    /// The box [0,1] ∩ [reference − ε, reference + ε] (just [0,1] when ε is nil).
+    public init(around reference: Tensor, epsilon: Float?) {
+        if let epsilon {
+            lower = reference.scalars.map { max(0, $0 - epsilon) }
+            upper = reference.scalars.map { min(1, $0 + epsilon) }
+        } else {
+            lower = [Float](repeating: 0, count: reference.count)
+            upper = [Float](repeating: 1, count: reference.count)
+        }
+    }
+
+    private init(lower: [Float], upper: [Float]) {
+        self.lower = lower
+        self.upper = upper
+    }
+
+    /// The bounds of some items (each item `itemSize` elements long), in the given order.
+    public func items(_ indices: [Int], itemSize: Int) -> PixelBox {
+        var lower: [Float] = [], upper: [Float] = []
+        lower.reserveCapacity(indices.count * itemSize)
+        upper.reserveCapacity(indices.count * itemSize)
+        for index in indices {
+            lower += self.lower[index * itemSize..<(index + 1) * itemSize]
+            upper += self.upper[index * itemSize..<(index + 1) * itemSize]
+        }
+        return PixelBox(lower: lower, upper: upper)
+    }
+
+    /// Clips every element into the box.
+    public func project(_ tensor: inout Tensor) {
+        precondition(tensor.count == lower.count, "box and tensor sizes differ")
+        for index in tensor.scalars.indices {
+            tensor.scalars[index] = min(max(tensor.scalars[index], lower[index]), upper[index])
+        }
+    }
+
+    /// The nearest 8-bit image inside the box: each pixel rounded to a multiple of 1/255,
+    /// then moved by one level where rounding left the box. What a PNG file will hold.
+    ///
+    /// When the box's bounds come from an 8-bit reference and ε, the result stays inside
+    /// the box exactly, so an ε promise survives saving as PNG.
+    public func quantize(_ tensor: Tensor) -> Tensor {
+        var result = tensor
+        for index in result.scalars.indices {
+            let lowLevel = (lower[index] * 255 - 1e-3).rounded(.up)
+            let highLevel = (upper[index] * 255 + 1e-3).rounded(.down)
+            let level = min(max((tensor.scalars[index] * 255).rounded(), lowLevel), highLevel)
+            result.scalars[index] = level / 255
+        }
+        return result
+    }
+}
+
+/// Rounds pixels to the 8-bit levels a PNG holds (values clamped to [0, 1]).
+public func quantizedToBytes(_ tensor: Tensor) -> Tensor {
+    Tensor(shape: tensor.shape, scalars: tensor.scalars.map { (min(max($0, 0), 1) * 255).rounded() / 255 })
+}

@@ -8,6 +8,9 @@ public struct EpochRecord: Codable, Sendable, Equatable {
     public var loss: Double
     /// Fraction of training samples classified correctly during the epoch.
     public var trainAccuracy: Double
+    /// Adversarial training: the fraction of the epoch's adversarial images classified
+    /// correctly (nil for standard training).
+    public var adversarialAccuracy: Double?
     /// Test accuracy after the epoch, when measured.
     public var testAccuracy: Double?
     /// Wall time of the epoch's training steps.
@@ -19,12 +22,13 @@ public struct EpochRecord: Codable, Sendable, Equatable {
 
     /// Creates a record.
     public init(
-        epoch: Int, loss: Double, trainAccuracy: Double, testAccuracy: Double?, seconds: Double,
-        samplesPerSecond: Double, learningRate: Double
+        epoch: Int, loss: Double, trainAccuracy: Double, adversarialAccuracy: Double? = nil, testAccuracy: Double?,
+        seconds: Double, samplesPerSecond: Double, learningRate: Double
     ) {
         self.epoch = epoch
         self.loss = loss
         self.trainAccuracy = trainAccuracy
+        self.adversarialAccuracy = adversarialAccuracy
         self.testAccuracy = testAccuracy
         self.seconds = seconds
         self.samplesPerSecond = samplesPerSecond
@@ -57,10 +61,17 @@ public struct Trainer: Sendable {
     /// - Returns: the batch's mean loss and how many items it classified correctly
     ///   (before the update).
     public mutating func train(_ input: Tensor, labels: [Int], learningRate: Float, seed: UInt64) -> (loss: Double, correct: Int) {
-        let scale = 1 / Float(labels.count)
+        let step = train(TrainingBatch(input: input, labels: labels), learningRate: learningRate, seed: seed)
+        return (step.loss, step.scoredCorrect)
+    }
+
+    /// One update on a prepared batch (for example adversarial images and their loss).
+    ///
+    /// - Returns: the summed loss divided by the number of labels, and how many of the
+    ///   batch's scored rows were classified correctly before the update.
+    public mutating func train(_ batch: TrainingBatch, learningRate: Float, seed: UInt64) -> (loss: Double, scoredCorrect: Int) {
         let result = model.gradients(
-            input, training: seed, needsInputGradient: false, needsParameterGradients: true,
-            loss: { logits, rows in crossEntropy(logits: logits, labels: labels[rows], gradientScale: scale) })
+            batch.input, training: seed, needsInputGradient: false, needsParameterGradients: true, loss: batch.loss)
         step += 1
         var parameters = model.parameters
         for index in parameters.indices {
@@ -70,10 +81,47 @@ public struct Trainer: Sendable {
         }
         model.parameters = parameters
         let predictions = argmax(rows: result.logits)
-        let correct = zip(predictions, labels).filter { $0 == $1 }.count
-        return (result.losses.reduce(0) { $0 + Double($1) } / Double(labels.count), correct)
+        let correct = zip(batch.scoredRows, batch.labels).filter { predictions[$0] == $1 }.count
+        return (result.losses.reduce(0) { $0 + Double($1) } / Double(batch.labels.count), correct)
     }
 }
+
+/// What one training step trains on: an input batch, the loss over its logits, and which
+/// rows count for the reported accuracy.
+public struct TrainingBatch: Sendable {
+    /// The images the step trains on.
+    public var input: Tensor
+    /// The loss over the logits; its gradient is averaged over the batch by the loss itself.
+    public var loss: LogitLoss
+    /// The labels of the clean images.
+    public var labels: [Int]
+    /// The rows of `input` scored for accuracy, in the order of `labels`.
+    public var scoredRows: Range<Int>
+    /// How many clean images the model got right before the step, when `input` is not
+    /// the clean batch (adversarial training); nil when `input` is the clean batch.
+    public var cleanCorrect: Int?
+
+    /// A plain batch: mean cross-entropy over clean images.
+    public init(input: Tensor, labels: [Int]) {
+        let scale = 1 / Float(labels.count)
+        self.init(
+            input: input, labels: labels, scoredRows: 0..<labels.count, cleanCorrect: nil,
+            loss: { logits, rows in crossEntropy(logits: logits, labels: labels[rows], gradientScale: scale) })
+    }
+
+    /// A batch with its own loss.
+    public init(input: Tensor, labels: [Int], scoredRows: Range<Int>, cleanCorrect: Int?, loss: @escaping LogitLoss) {
+        self.input = input
+        self.loss = loss
+        self.labels = labels
+        self.scoredRows = scoredRows
+        self.cleanCorrect = cleanCorrect
+    }
+}
+
+/// Turns a clean batch into what a step trains on, given the model at the current weights
+/// and the 0-based global step and the total number of steps (for warm-ups).
+public typealias BatchPreparation = (_ model: Model, _ input: Tensor, _ labels: [Int], _ step: Int, _ totalSteps: Int) -> TrainingBatch
 
 /// What a training run does: epochs, learning rate and its schedule, seed.
 public struct TrainingPlan: Sendable {
@@ -106,8 +154,10 @@ extension Trainer {
     ///   - evaluate: measures test accuracy after each epoch (or returns nil).
     ///   - onEvent: called after every batch and epoch; it may throw to stop the run.
     /// - Returns: one record per epoch trained.
+    ///   - prepare: builds each step's batch from the clean one (adversarial training);
+    ///     nil trains on the clean batch with cross-entropy.
     public mutating func fit(
-        _ source: any BatchSource, plan: TrainingPlan, startEpoch: Int = 0,
+        _ source: any BatchSource, plan: TrainingPlan, startEpoch: Int = 0, prepare: BatchPreparation? = nil,
         evaluate: (Model) -> Double? = { _ in nil }, onEvent: (TrainingEvent) throws -> Void = { _ in }
     ) rethrows -> [EpochRecord] {
         let perEpoch = source.batchesPerEpoch
@@ -117,6 +167,7 @@ extension Trainer {
         for epoch in startEpoch..<plan.epochs {
             var lossSum = 0.0
             var correct = 0
+            var adversarialCorrect = 0
             var seen = 0
             var rate: Float = plan.learningRate
             var elapsed = Duration.zero
@@ -126,11 +177,16 @@ extension Trainer {
                 rate = plan.schedule.learningRate(
                     base: plan.learningRate, step: globalStep, stepsPerEpoch: perEpoch, totalSteps: totalSteps)
                 let start = clock.now
-                let (loss, right) = train(
-                    input, labels: labels, learningRate: rate, seed: plan.seed &+ UInt64(globalStep) &* 0x9E37_79B9)
+                let batch = prepare?(model, input, labels, globalStep, totalSteps) ?? TrainingBatch(input: input, labels: labels)
+                let (loss, right) = train(batch, learningRate: rate, seed: plan.seed &+ UInt64(globalStep) &* 0x9E37_79B9)
                 elapsed += clock.now - start
                 lossSum += loss * Double(labels.count)
-                correct += right
+                if let clean = batch.cleanCorrect {
+                    correct += clean
+                    adversarialCorrect += right
+                } else {
+                    correct += right
+                }
                 seen += labels.count
                 try onEvent(.batch(epoch: epoch + 1, done: index + 1, of: perEpoch, loss: lossSum / Double(seen),
                                    accuracy: Double(correct) / Double(seen)))
@@ -138,6 +194,7 @@ extension Trainer {
             let seconds = elapsed.seconds
             let record = EpochRecord(
                 epoch: epoch + 1, loss: lossSum / Double(max(seen, 1)), trainAccuracy: Double(correct) / Double(max(seen, 1)),
+                adversarialAccuracy: prepare == nil ? nil : Double(adversarialCorrect) / Double(max(seen, 1)),
                 testAccuracy: evaluate(model), seconds: seconds, samplesPerSecond: Double(seen) / max(seconds, 1e-9),
                 learningRate: Double(rate))
             records.append(record)

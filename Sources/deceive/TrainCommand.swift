@@ -1,3 +1,4 @@
+import Adversarial
 import ArgumentParser
 import Datasets
 import Foundation
@@ -46,6 +47,24 @@ struct TrainCommand: ParsableCommand {
     @Option(help: "Where to write the checkpoint.")
     var output: String = "out/model.safetensors"
 
+    @Option(help: "Adversarial training: none, fgsm-rs (FGSM with random start), pgd or trades.")
+    var adversarial: AdversarialTraining.Method = .none
+
+    @Option(help: "Adversarial training: the L∞ radius ε.")
+    var eps: Float = 0.3
+
+    @Option(help: "Adversarial training: inner attack steps (default: pgd 7, trades 10, fgsm-rs 1).")
+    var attackSteps: Int?
+
+    @Option(help: "Adversarial training: inner attack step size (default: pgd 2.5ε/steps, trades ε/4, fgsm-rs 1.25ε).")
+    var attackStepSize: Float?
+
+    @Option(help: "Adversarial training: epochs over which ε grows linearly from 0.")
+    var epsWarmup: Double = 0
+
+    @Option(help: "TRADES: weight β of the robustness term.")
+    var beta: Float = 6
+
     @Flag(help: "Print a JSON summary on standard output (per-epoch lines go to standard error).")
     var json = false
 
@@ -64,6 +83,19 @@ struct TrainCommand: ParsableCommand {
         }
         if let limit, limit < 1 { throw ValidationError("--limit must be at least 1, got \(limit)") }
         guard !output.isEmpty else { throw ValidationError("--output must name a file") }
+        guard epsWarmup.isFinite, epsWarmup >= 0 else { throw ValidationError("--eps-warmup must be ≥ 0 epochs") }
+        _ = try adversarialTraining()
+    }
+
+    /// The adversarial-training options, checked.
+    func adversarialTraining() throws -> AdversarialTraining? {
+        guard adversarial != .none else { return nil }
+        do {
+            return try AdversarialTraining(
+                method: adversarial, epsilon: eps, steps: attackSteps, stepSize: attackStepSize, beta: beta)
+        } catch {
+            throw ValidationError("--adversarial \(adversarial.rawValue): \(error.description)")
+        }
     }
 
     struct Summary: Encodable {
@@ -118,7 +150,14 @@ struct TrainCommand: ParsableCommand {
             let evaluate: (Model) -> Double? = { model in
                 accuracy(of: model, images: testImages, labels: dataset.test.labels)
             }
-            let history = trainer.fit(source, plan: plan, evaluate: evaluate, onEvent: onEvent)
+            let defence = try adversarialTraining()
+            if let defence {
+                say("adversarial training: \(defence.method.rawValue), ε \(defence.epsilon), \(defence.steps) steps of \(defence.stepSize)"
+                    + (defence.method == .trades ? ", β \(defence.beta)" : "") + (epsWarmup > 0 ? ", ε warm-up over \(epsWarmup) epochs" : ""))
+            }
+            let prepare = defence?.preparation(
+                warmupSteps: Int(epsWarmup * Double(source.batchesPerEpoch)), seed: seed &+ 0xADE)
+            let history = trainer.fit(source, plan: plan, prepare: prepare, evaluate: evaluate, onEvent: onEvent)
             let seconds = (ContinuousClock.now - started).seconds
             let testAccuracy = history.last?.testAccuracy ?? 0
             var metadata: [String: String] = [
@@ -148,7 +187,7 @@ struct TrainCommand: ParsableCommand {
 /// One line per epoch: loss, accuracies, time and throughput.
 func describe(_ record: EpochRecord, of epochs: Int) -> String {
     "epoch \(record.epoch)/\(epochs)  " + String(format: "loss %.4f", record.loss) + "  train "
-        + percent(record.trainAccuracy) + "  test " + (record.testAccuracy.map(percent) ?? "–")
+        + percent(record.trainAccuracy) + (record.adversarialAccuracy.map { "  adversarial " + percent($0) } ?? "") + "  test " + (record.testAccuracy.map(percent) ?? "–")
         + String(format: "  %.1f s  %.0f samples/s", record.seconds, record.samplesPerSecond)
 }
 
@@ -184,3 +223,5 @@ func predict(_ model: Model, _ images: Tensor) -> [Int] {
     }
     return predictions
 }
+
+extension AdversarialTraining.Method: ExpressibleByArgument {}

@@ -143,35 +143,60 @@ public struct TrainingPlan: Sendable {
 public enum TrainingEvent: Sendable {
     /// A batch finished: epoch (1-based), batches done and total, running mean loss and accuracy.
     case batch(epoch: Int, done: Int, of: Int, loss: Double, accuracy: Double)
-    /// An epoch finished.
-    case epoch(EpochRecord)
+    /// An epoch finished; the snapshot is the run right after it.
+    case epoch(EpochRecord, snapshot: TrainingSnapshot)
+}
+
+/// Where a training run is: enough, with the trainer, to resume it exactly.
+public struct TrainingPosition: Codable, Sendable, Equatable {
+    /// The 0-based epoch in progress.
+    public var epoch = 0
+    /// The next batch of that epoch.
+    public var batch = 0
+    /// Running sums of the epoch in progress.
+    public var lossSum = 0.0, correct = 0, adversarialCorrect = 0, seen = 0, seconds = 0.0
+    /// The finished epochs.
+    public var records: [EpochRecord] = []
+
+    /// The start of a run.
+    public init() {}
+}
+
+/// A copy of a run at the end of an epoch, for writing a resumable checkpoint.
+public struct TrainingSnapshot: Sendable {
+    public let trainer: Trainer
+    public let position: TrainingPosition
 }
 
 extension Trainer {
-    /// Trains for `plan.epochs` epochs over `source`, from epoch `startEpoch` (0-based).
+    /// Trains over `source` until `plan.epochs` epochs are done, continuing from `position`
+    /// (a fresh ``TrainingPosition`` starts at the beginning), which it keeps up to date:
+    /// when `onEvent` throws to stop the run, `self` and `position` hold the state after the
+    /// last finished batch, and the run resumes exactly from there.
+    ///
+    /// Batches, shuffles, dropout masks and random starts are keyed by epoch and step, so a
+    /// resumed run computes the same numbers as an uninterrupted one.
     ///
     /// - Parameters:
-    ///   - evaluate: measures test accuracy after each epoch (or returns nil).
-    ///   - onEvent: called after every batch and epoch; it may throw to stop the run.
-    /// - Returns: one record per epoch trained.
     ///   - prepare: builds each step's batch from the clean one (adversarial training);
     ///     nil trains on the clean batch with cross-entropy.
+    ///   - evaluate: measures test accuracy after each epoch (or returns nil).
+    ///   - onEvent: called after every batch and epoch; it may throw to stop the run.
+    /// - Returns: the records of all finished epochs.
+    @discardableResult
     public mutating func fit(
-        _ source: any BatchSource, plan: TrainingPlan, startEpoch: Int = 0, prepare: BatchPreparation? = nil,
-        evaluate: (Model) -> Double? = { _ in nil }, onEvent: (TrainingEvent) throws -> Void = { _ in }
+        _ source: any BatchSource, plan: TrainingPlan, from position: inout TrainingPosition,
+        prepare: BatchPreparation? = nil, evaluate: (Model) -> Double? = { _ in nil },
+        onEvent: (TrainingEvent) throws -> Void = { _ in }
     ) rethrows -> [EpochRecord] {
         let perEpoch = source.batchesPerEpoch
         let totalSteps = perEpoch * plan.epochs
-        var records: [EpochRecord] = []
         let clock = ContinuousClock()
-        for epoch in startEpoch..<plan.epochs {
-            var lossSum = 0.0
-            var correct = 0
-            var adversarialCorrect = 0
-            var seen = 0
-            var rate: Float = plan.learningRate
-            var elapsed = Duration.zero
-            for index in 0..<perEpoch {
+        var rate: Float = plan.learningRate
+        while position.epoch < plan.epochs {
+            let epoch = position.epoch
+            while position.batch < perEpoch {
+                let index = position.batch
                 let (input, labels) = source.batch(epoch: epoch, index: index)
                 let globalStep = epoch * perEpoch + index
                 rate = plan.schedule.learningRate(
@@ -179,28 +204,43 @@ extension Trainer {
                 let start = clock.now
                 let batch = prepare?(model, input, labels, globalStep, totalSteps) ?? TrainingBatch(input: input, labels: labels)
                 let (loss, right) = train(batch, learningRate: rate, seed: plan.seed &+ UInt64(globalStep) &* 0x9E37_79B9)
-                elapsed += clock.now - start
-                lossSum += loss * Double(labels.count)
+                position.seconds += (clock.now - start).seconds
+                position.lossSum += loss * Double(labels.count)
                 if let clean = batch.cleanCorrect {
-                    correct += clean
-                    adversarialCorrect += right
+                    position.correct += clean
+                    position.adversarialCorrect += right
                 } else {
-                    correct += right
+                    position.correct += right
                 }
-                seen += labels.count
-                try onEvent(.batch(epoch: epoch + 1, done: index + 1, of: perEpoch, loss: lossSum / Double(seen),
-                                   accuracy: Double(correct) / Double(seen)))
+                position.seen += labels.count
+                position.batch += 1
+                let seen = Double(position.seen)
+                try onEvent(.batch(epoch: epoch + 1, done: index + 1, of: perEpoch, loss: position.lossSum / seen,
+                                   accuracy: Double(position.correct) / seen))
             }
-            let seconds = elapsed.seconds
+            let seen = Double(max(position.seen, 1))
             let record = EpochRecord(
-                epoch: epoch + 1, loss: lossSum / Double(max(seen, 1)), trainAccuracy: Double(correct) / Double(max(seen, 1)),
-                adversarialAccuracy: prepare == nil ? nil : Double(adversarialCorrect) / Double(max(seen, 1)),
-                testAccuracy: evaluate(model), seconds: seconds, samplesPerSecond: Double(seen) / max(seconds, 1e-9),
-                learningRate: Double(rate))
-            records.append(record)
-            try onEvent(.epoch(record))
+                epoch: epoch + 1, loss: position.lossSum / seen, trainAccuracy: Double(position.correct) / seen,
+                adversarialAccuracy: prepare == nil ? nil : Double(position.adversarialCorrect) / seen,
+                testAccuracy: evaluate(model), seconds: position.seconds,
+                samplesPerSecond: Double(position.seen) / max(position.seconds, 1e-9), learningRate: Double(rate))
+            var next = TrainingPosition()
+            next.epoch = epoch + 1
+            next.records = position.records + [record]
+            position = next
+            try onEvent(.epoch(record, snapshot: TrainingSnapshot(trainer: self, position: position)))
         }
-        return records
+        return position.records
+    }
+
+    /// Trains `plan.epochs` epochs from the start; see ``fit(_:plan:from:prepare:evaluate:onEvent:)``.
+    @discardableResult
+    public mutating func fit(
+        _ source: any BatchSource, plan: TrainingPlan, prepare: BatchPreparation? = nil,
+        evaluate: (Model) -> Double? = { _ in nil }, onEvent: (TrainingEvent) throws -> Void = { _ in }
+    ) rethrows -> [EpochRecord] {
+        var position = TrainingPosition()
+        return try fit(source, plan: plan, from: &position, prepare: prepare, evaluate: evaluate, onEvent: onEvent)
     }
 }
 

@@ -27,6 +27,8 @@ struct Deceive: ParsableCommand {
             var command = try parseAsRoot(arguments)
             try Deceive.$arguments.withValue(arguments) { try command.run() }
             return 0
+        } catch let exit as ExitCode {
+            return exit.rawValue
         } catch let failure as Failure {
             printError("deceive: error: \(failure.description)")
             return 1

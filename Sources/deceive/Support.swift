@@ -22,6 +22,8 @@ func runReportingErrors(_ body: () throws -> Void) throws {
         try body()
     } catch let error as ValidationError {
         throw error
+    } catch let error as ExitCode {
+        throw error
     } catch let error as Failure {
         throw error
     } catch let error as CustomStringConvertible & Error {

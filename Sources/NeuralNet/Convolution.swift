@@ -68,7 +68,7 @@ public struct Conv2D: Layer {
                         bias.scalars.withUnsafeBufferPointer { b in
                             for n in 0..<N {
                                 let yn = y.baseAddress! + n * g.F * g.PQ
-                                im2col(x.baseAddress! + n * g.CHW, col, g)
+                                im2col(x.baseAddress! + n * g.CHW, col, rowStride: g.PQ, g)
                                 for f in 0..<g.F { (yn + f * g.PQ).initialize(repeating: b[f], count: g.PQ) }
                                 sgemm(
                                     m: g.F, n: g.PQ, k: g.K, a: w.baseAddress!, lda: g.K, b: col, ldb: g.PQ,
@@ -89,8 +89,9 @@ public struct Conv2D: Layer {
         let N = input.batchSize
         var dweight = Tensor(shape: needsParameterGradients ? weight.shape : [0])
         var dbias = Tensor(shape: needsParameterGradients ? bias.shape : [0])
-        var dinput = Tensor(shape: needsInputGradient ? input.shape : [0])
-        withScratch(count: g.columnCount) { col in
+        // col2im writes every element of each image's input gradient: no need to zero it first
+        var dinput = Tensor(shape: needsInputGradient ? input.shape : [0], unsafeUninitialized: { _ in })
+        withColumnScratch(count: g.columnCount) { col in
             input.scalars.withUnsafeBufferPointer { x in
                 weight.scalars.withUnsafeBufferPointer { w in
                     outputGradient.scalars.withUnsafeBufferPointer { dy in
@@ -100,7 +101,7 @@ public struct Conv2D: Layer {
                                     for n in 0..<N {
                                         let dyn = dy.baseAddress! + n * g.F * g.PQ
                                         if needsParameterGradients {
-                                            im2col(x.baseAddress! + n * g.CHW, col, g)
+                                            im2col(x.baseAddress! + n * g.CHW, col, rowStride: g.PQ, g)
                                             // dweight[F, K] += dy_n[F, PQ] · col[K, PQ]ᵀ
                                             sgemm(
                                                 transposeB: true, m: g.F, n: g.K, k: g.PQ, a: dyn, lda: g.PQ, b: col,
@@ -112,7 +113,7 @@ public struct Conv2D: Layer {
                                             sgemm(
                                                 transposeA: true, m: g.K, n: g.PQ, k: g.F, a: w.baseAddress!, lda: g.K,
                                                 b: dyn, ldb: g.PQ, beta: 0, c: col, ldc: g.PQ)
-                                            col2im(col, dx.baseAddress! + n * g.CHW, g)
+                                            col2im(col, rowStride: g.PQ, dx.baseAddress! + n * g.CHW, g)
                                         }
                                     }
                                 }
@@ -133,6 +134,12 @@ struct ConvGeometry {
     let P, Q: Int
 
     init(C: Int, H: Int, W: Int, F: Int, R: Int, stride: Int, padding: Int) {
+        self.init(
+            C: C, H: H, W: W, F: F, R: R, stride: stride, padding: padding, P: (H + 2 * padding - R) / stride + 1,
+            Q: (W + 2 * padding - R) / stride + 1)
+    }
+
+    private init(C: Int, H: Int, W: Int, F: Int, R: Int, stride: Int, padding: Int, P: Int, Q: Int) {
         self.C = C
         self.H = H
         self.W = W
@@ -140,13 +147,21 @@ struct ConvGeometry {
         self.R = R
         self.stride = stride
         self.padding = padding
-        P = (H + 2 * padding - R) / stride + 1
-        Q = (W + 2 * padding - R) / stride + 1
+        self.P = P
+        self.Q = Q
+    }
+
+    /// The same convolution computing only the first P×Q outputs of each plane (the kernels
+    /// then treat the others as absent: im2col leaves them out, col2im takes no gradient
+    /// from them).
+    func cropped(P: Int, Q: Int) -> ConvGeometry {
+        precondition(P <= self.P && Q <= self.Q)
+        return ConvGeometry(C: C, H: H, W: W, F: F, R: R, stride: stride, padding: padding, P: P, Q: Q)
     }
 
     var K: Int { C * R * R }
-    /// The floats an im2col buffer needs: K·P·Q plus 16 of slack for the vector copies.
-    var columnCount: Int { K * P * Q + 16 }
+    /// The floats an im2col buffer of one image needs.
+    var columnCount: Int { K * P * Q }
     var PQ: Int { P * Q }
     var CHW: Int { C * H * W }
 
@@ -159,60 +174,88 @@ struct ConvGeometry {
         let high = W - offset <= 0 ? 0 : min(Q, (W - offset + stride - 1) / stride)
         return low..<max(low, high)
     }
+
+    /// The output rows `p` whose input row `p·stride − padding + r` lies inside the image,
+    /// for kernel row `r`.
+    func validRows(r: Int) -> Range<Int> {
+        let offset = r - padding
+        let low = offset >= 0 ? 0 : min(P, (-offset + stride - 1) / stride)
+        let high = H - offset <= 0 ? 0 : min(P, (H - offset + stride - 1) / stride)
+        return low..<max(low, high)
+    }
 }
 
-/// Unfolds one image x[C, H, W] into col[K, P·Q]: row (c, r, s) holds, for every output
-/// position, the input pixel under kernel tap (r, s) of channel c (0 in the padding).
+/// Unfolds one image x[C, H, W] into the column matrix: row (c, r, s) holds, for every
+/// output position p·Q + q, the input pixel under kernel tap (r, s) of channel c (0 in the
+/// padding). Row k starts at `col + k·rowStride`, so several images can share one column
+/// matrix [K, images·P·Q] (rowStride = images·P·Q) and one GEMM; writes exactly P·Q floats
+/// per row.
 ///
-/// `col` needs ``ConvGeometry/columnCount`` floats: rows are copied sixteen floats at a time,
-/// each copy spilling past its row into places written later (or into 16 floats of slack).
-func im2col(_ x: UnsafePointer<Float>, _ col: UnsafeMutablePointer<Float>, _ g: ConvGeometry) {
-    let end = x + g.CHW
+/// Index arithmetic is hoisted out of the inner loop: for each (c, r, s) the valid output
+/// rows and columns are computed once, and each output row is then one short copy (stride 1)
+/// or gather (larger strides) plus zeros for the padding.
+func im2col(_ x: UnsafePointer<Float>, _ col: UnsafeMutablePointer<Float>, rowStride: Int, _ g: ConvGeometry) {
+    if g.stride == 1 && g.padding == 0 {
+        im2colUnpadded(x, col, rowStride: rowStride, g)
+        return
+    }
     for c in 0..<g.C {
+        let plane = x + c * g.H * g.W
         for r in 0..<g.R {
+            let rows = g.validRows(r: r)
             for s in 0..<g.R {
-                let row = col + ((c * g.R + r) * g.R + s) * g.PQ
-                let valid = g.validColumns(s: s)
-                for p in 0..<g.P {
-                    let dst = row + p * g.Q
-                    let h = p * g.stride - g.padding + r
-                    if h < 0 || h >= g.H {
-                        dst.initialize(repeating: 0, count: g.Q)
-                        continue
-                    }
-                    let src = x + (c * g.H + h) * g.W + (s - g.padding)
-                    // Rows are short (a few dozen floats): plain loops beat memcpy calls.
-                    for q in 0..<valid.lowerBound { dst[q] = 0 }
-                    if g.stride == 1 {
-                        copyRow(src, dst, valid, sourceEnd: end)
-                    } else {
-                        for q in valid { dst[q] = src[q * g.stride] }
-                    }
-                    for q in valid.upperBound..<g.Q { dst[q] = 0 }
+                let dst = col + ((c * g.R + r) * g.R + s) * rowStride
+                let columns = g.validColumns(s: s)
+                if columns.isEmpty {
+                    dst.initialize(repeating: 0, count: g.PQ)
+                    continue
                 }
+                dst.initialize(repeating: 0, count: rows.lowerBound * g.Q)
+                for p in rows {
+                    let out = dst + p * g.Q
+                    // the input pixel under output (p, columns.lowerBound)
+                    let src = plane + (p * g.stride - g.padding + r) * g.W + columns.lowerBound * g.stride + s - g.padding
+                    for q in 0..<columns.lowerBound { out[q] = 0 }
+                    if g.stride == 1 {
+                        copyFloats(src, out + columns.lowerBound, count: columns.count)
+                    } else {
+                        for q in 0..<columns.count { out[columns.lowerBound + q] = src[q * g.stride] }
+                    }
+                    for q in columns.upperBound..<g.Q { out[q] = 0 }
+                }
+                (dst + rows.upperBound * g.Q).initialize(repeating: 0, count: (g.P - rows.upperBound) * g.Q)
             }
         }
     }
 }
 
-/// The adjoint of `im2col`: folds col[K, P·Q] back into dx[C, H, W], adding every tap's
-/// contribution to the pixel it came from. Overwrites dx.
-func col2im(_ col: UnsafePointer<Float>, _ dx: UnsafeMutablePointer<Float>, _ g: ConvGeometry) {
+/// The adjoint of `im2col`: folds the column matrix (row k at `col + k·rowStride`) back
+/// into dx[C, H, W], adding every tap's contribution to the pixel it came from. Overwrites dx.
+func col2im(_ col: UnsafePointer<Float>, rowStride: Int, _ dx: UnsafeMutablePointer<Float>, _ g: ConvGeometry) {
+    if g.stride == 1 && g.padding == 0 && g.W <= 16 {
+        col2imNarrow(col, rowStride: rowStride, dx, g)
+        return
+    }
     dx.initialize(repeating: 0, count: g.CHW)
+    if g.stride == 1 && g.padding == 0 {
+        col2imUnpadded(col, rowStride: rowStride, dx, g)
+        return
+    }
     for c in 0..<g.C {
+        let plane = dx + c * g.H * g.W
         for r in 0..<g.R {
+            let rows = g.validRows(r: r)
             for s in 0..<g.R {
-                let row = col + ((c * g.R + r) * g.R + s) * g.PQ
-                let valid = g.validColumns(s: s)
-                for p in 0..<g.P {
-                    let h = p * g.stride - g.padding + r
-                    if h < 0 || h >= g.H { continue }
-                    let src = row + p * g.Q
-                    let dst = dx + (c * g.H + h) * g.W + (s - g.padding)
+                let row = col + ((c * g.R + r) * g.R + s) * rowStride
+                let columns = g.validColumns(s: s)
+                if columns.isEmpty { continue }
+                for p in rows {
+                    let src = row + p * g.Q + columns.lowerBound
+                    let dst = plane + (p * g.stride - g.padding + r) * g.W + columns.lowerBound * g.stride + s - g.padding
                     if g.stride == 1 {
-                        accumulateRow(src, into: dst, valid)
+                        accumulateFloats(src, into: dst, count: columns.count)
                     } else {
-                        for q in valid { dst[q * g.stride] += src[q] }
+                        for q in 0..<columns.count { dst[q * g.stride] += src[q] }
                     }
                 }
             }
@@ -220,38 +263,165 @@ func col2im(_ col: UnsafePointer<Float>, _ dx: UnsafeMutablePointer<Float>, _ g:
     }
 }
 
-/// dst[i] = src[i] for i in `range`, sixteen at a time. im2col's rows are a few dozen
-/// floats, too short for memcpy calls or for LLVM's vectorised loops (with their alias
-/// checks) to pay, so each chunk is one unaligned 64-byte load and store. The store may
-/// write up to 15 floats past the range (the caller writes those places afterwards or
-/// leaves them as slack); loads never read at or past `sourceEnd`.
-@inline(__always)
-func copyRow(_ src: UnsafePointer<Float>, _ dst: UnsafeMutablePointer<Float>, _ range: Range<Int>, sourceEnd: UnsafePointer<Float>) {
-    var i = range.lowerBound
-    while i < range.upperBound && src + i + 16 <= sourceEnd {
-        UnsafeMutableRawPointer(dst + i).storeBytes(of: UnsafeRawPointer(src + i).loadUnaligned(as: SIMD16<Float>.self), as: SIMD16<Float>.self)
-        i += 16
-    }
-    while i < range.upperBound {
-        dst[i] = src[i]
-        i += 1
+/// `im2col` for stride 1 and no padding (the common case): row (c, r, s) is the P×Q block of
+/// channel c's plane whose top-left corner is (r, s), so each output row is one copy of Q
+/// contiguous floats. The R copies of taps (r, 0..<R) read the same input row, so they are
+/// made together. Pointers advance by addition: this loop runs K·P times per image and its
+/// bookkeeping, not the copying, is what it costs.
+private func im2colUnpadded(_ x: UnsafePointer<Float>, _ col: UnsafeMutablePointer<Float>, rowStride: Int, _ g: ConvGeometry) {
+    let (R, P, Q, W) = (g.R, g.P, g.Q, g.W)
+    var row = col  // column-matrix row (c, r, 0)
+    var plane = x
+    for _ in 0..<g.C {
+        for r in 0..<R {
+            var src = plane + r &* W
+            var dst = row
+            for _ in 0..<P {
+                var tap = dst
+                for s in 0..<R {
+                    copyFloats(src + s, tap, count: Q)
+                    tap += rowStride
+                }
+                src += W
+                dst += Q
+            }
+            row += R &* rowStride
+        }
+        plane += g.H &* W
     }
 }
 
-/// dst[i] += src[i] for i in `range`, eight at a time. (No wider masked tail: successive
-/// kernel taps add into the same row shifted by one, and overlapping wide stores and loads
-/// stall store-to-load forwarding.)
-@inline(__always)
-func accumulateRow(_ src: UnsafePointer<Float>, into dst: UnsafeMutablePointer<Float>, _ range: Range<Int>) {
-    var i = range.lowerBound
-    while i + 8 <= range.upperBound {
-        let sum = UnsafeRawPointer(dst + i).loadUnaligned(as: SIMD8<Float>.self) + UnsafeRawPointer(src + i).loadUnaligned(as: SIMD8<Float>.self)
-        UnsafeMutableRawPointer(dst + i).storeBytes(of: sum, as: SIMD8<Float>.self)
-        i += 8
+/// `col2im` for stride 1 and no padding: adds each P×Q block back at its (r, s) offset.
+/// Expects dx zeroed.
+private func col2imUnpadded(_ col: UnsafePointer<Float>, rowStride: Int, _ dx: UnsafeMutablePointer<Float>, _ g: ConvGeometry) {
+    let (R, P, Q, W) = (g.R, g.P, g.Q, g.W)
+    var row = col
+    var plane = dx
+    for _ in 0..<g.C {
+        for r in 0..<R {
+            for s in 0..<R {
+                var src = row
+                var dst = plane + (r &* W &+ s)
+                for _ in 0..<P {
+                    accumulateFloats(src, into: dst, count: Q)
+                    src += Q
+                    dst += W
+                }
+                row += rowStride
+            }
+        }
+        plane += g.H &* W
     }
-    while i < range.upperBound {
+}
+
+/// `col2im` for stride 1, no padding and rows of at most 16 floats (conv2 of `seed`): each
+/// row of dx is summed in registers (four SIMD4s) from every (r, s) tap that reaches it,
+/// and stored once. Tap s contributes block row p = h − r shifted right by s: unaligned
+/// loads starting s floats before the block row, ANDed with a mask of the lanes s..<s+Q.
+/// Those loads touch up to 16 floats before and after the column matrix, so `col` must
+/// come from ``withColumnScratch`` (the masked-off values are never used).
+private func col2imNarrow(_ col: UnsafePointer<Float>, rowStride: Int, _ dx: UnsafeMutablePointer<Float>, _ g: ConvGeometry) {
+    let (R, P, Q, H, W) = (g.R, g.P, g.Q, g.H, g.W)
+    // masks[4s + j]: all ones in the lanes 4j + i (i < 4) with s ≤ 4j + i < s + Q
+    var masks = [SIMD4<UInt32>](repeating: .zero, count: 4 * R)
+    for s in 0..<R {
+        for lane in s..<(s + Q) { masks[4 * s + lane / 4][lane % 4] = .max }
+    }
+    masks.withUnsafeBufferPointer { masks in
+        var plane = dx
+        var channel = col
+        for _ in 0..<g.C {
+            for h in 0..<H {
+                var (f0, f1, f2, f3) = (SIMD4<Float>(), SIMD4<Float>(), SIMD4<Float>(), SIMD4<Float>())
+                for r in max(0, h &- P &+ 1)..<min(R, h &+ 1) {
+                    // tap (r, s) reads block row p = h − r of column-matrix row (c, r, s), from s floats before it
+                    var src = UnsafeRawPointer(channel + (r &* R &* rowStride &+ (h &- r) &* Q))
+                    var m = masks.baseAddress!
+                    for _ in 0..<R {
+                        f0 += masked(src.loadUnaligned(as: SIMD4<Float>.self), m[0])
+                        f1 += masked(src.loadUnaligned(fromByteOffset: 16, as: SIMD4<Float>.self), m[1])
+                        f2 += masked(src.loadUnaligned(fromByteOffset: 32, as: SIMD4<Float>.self), m[2])
+                        f3 += masked(src.loadUnaligned(fromByteOffset: 48, as: SIMD4<Float>.self), m[3])
+                        src += (rowStride &- 1) &* 4
+                        m += 4
+                    }
+                }
+                let out = UnsafeMutableRawPointer(plane + h &* W)
+                if h &* W &+ 16 <= H &* W {
+                    // full 16-float stores: what spills past the row is overwritten by the next rows
+                    out.storeBytes(of: f0, as: SIMD4<Float>.self)
+                    out.storeBytes(of: f1, toByteOffset: 16, as: SIMD4<Float>.self)
+                    out.storeBytes(of: f2, toByteOffset: 32, as: SIMD4<Float>.self)
+                    out.storeBytes(of: f3, toByteOffset: 48, as: SIMD4<Float>.self)
+                } else {
+                    let row = plane + h &* W
+                    for w in 0..<W { row[w] = w < 4 ? f0[w] : w < 8 ? f1[w - 4] : w < 12 ? f2[w - 8] : f3[w - 12] }
+                }
+            }
+            plane += H &* W
+            channel += R &* R &* rowStride
+        }
+    }
+}
+
+/// `value` with the lanes where `mask` is zero set to +0 (whatever they held, NaN too).
+@inline(__always)
+private func masked(_ value: SIMD4<Float>, _ mask: SIMD4<UInt32>) -> SIMD4<Float> {
+    unsafeBitCast(unsafeBitCast(value, to: SIMD4<UInt32>.self) & mask, to: SIMD4<Float>.self)
+}
+
+/// Runs `body` with an uninitialised column buffer of `count` floats that has 16 zeroed
+/// floats of slack before and after it, which ``col2im`` may read (see `col2imNarrow`).
+func withColumnScratch<T>(count: Int, _ body: (UnsafeMutablePointer<Float>) -> T) -> T {
+    withScratch(count: count + 32) { buffer in
+        buffer.initialize(repeating: 0, count: 16)
+        (buffer + 16 + count).initialize(repeating: 0, count: 16)
+        return body(buffer + 16)
+    }
+}
+
+/// dst[i] = src[i] for i in 0..<count, four at a time. The rows im2col copies are a few
+/// dozen floats, too short for memcpy calls to pay. The last chunk ends exactly at `count`
+/// and may overlap the one before it (writing the same values twice), so nothing outside
+/// the row is read or written and no scalar tail is needed.
+@inline(__always)
+func copyFloats(_ src: UnsafePointer<Float>, _ dst: UnsafeMutablePointer<Float>, count: Int) {
+    @inline(__always) func copy4(_ offset: Int) {
+        UnsafeMutableRawPointer(dst + offset).storeBytes(
+            of: UnsafeRawPointer(src + offset).loadUnaligned(as: SIMD4<Float>.self), as: SIMD4<Float>.self)
+    }
+    switch count {
+    case 0..<4:
+        for i in 0..<count { dst[i] = src[i] }
+    case 4...8:
+        copy4(0)
+        copy4(count &- 4)
+    case 9...12:
+        copy4(0)
+        copy4(4)
+        copy4(count &- 4)
+    default:
+        var i = 0
+        while i &+ 4 < count {
+            copy4(i)
+            i &+= 4
+        }
+        copy4(count &- 4)
+    }
+}
+
+/// dst[i] += src[i] for i in 0..<count, four at a time.
+@inline(__always)
+func accumulateFloats(_ src: UnsafePointer<Float>, into dst: UnsafeMutablePointer<Float>, count: Int) {
+    var i = 0
+    while i &+ 4 <= count {
+        let sum = UnsafeRawPointer(dst + i).loadUnaligned(as: SIMD4<Float>.self) + UnsafeRawPointer(src + i).loadUnaligned(as: SIMD4<Float>.self)
+        UnsafeMutableRawPointer(dst + i).storeBytes(of: sum, as: SIMD4<Float>.self)
+        i &+= 4
+    }
+    while i < count {
         dst[i] += src[i]
-        i += 1
+        i &+= 1
     }
 }
 

@@ -35,15 +35,20 @@ public struct Dense: Layer {
     public func forward(_ input: Tensor, context: ForwardContext) -> (output: Tensor, cache: Tensor) {
         let (N, I, O) = (input.batchSize, inputFeatures, outputFeatures)
         let output = Tensor(shape: [N, O]) { y in
-            bias.scalars.withUnsafeBufferPointer { b in
-                for n in 0..<N { (y.baseAddress! + n * O).update(from: b.baseAddress!, count: O) }
-            }
-            input.scalars.withUnsafeBufferPointer { x in
-                weight.scalars.withUnsafeBufferPointer { w in
-                    // y[N, O] += x[N, I] · w[O, I]ᵀ
-                    sgemm(
-                        transposeB: true, m: N, n: O, k: I, a: x.baseAddress!, lda: I, b: w.baseAddress!, ldb: I,
-                        beta: 1, c: y.baseAddress!, ldc: O)
+            withScratch(count: O * N) { yt in
+                input.scalars.withUnsafeBufferPointer { x in
+                    weight.scalars.withUnsafeBufferPointer { w in
+                        // yᵀ[O, N] = w[O, I] · x[N, I]ᵀ: OpenBLAS runs this orientation of the
+                        // product faster than x · wᵀ when N (a shard) is small
+                        sgemm(
+                            transposeB: true, m: O, n: N, k: I, a: w.baseAddress!, lda: I, b: x.baseAddress!, ldb: I,
+                            beta: 0, c: yt, ldc: N)
+                    }
+                }
+                bias.scalars.withUnsafeBufferPointer { b in
+                    for n in 0..<N {
+                        for o in 0..<O { y[n * O + o] = b[o] + yt[o * N + n] }
+                    }
                 }
             }
         }

@@ -83,6 +83,34 @@ public struct Model: Sendable {
         }
     }
 
+    /// Calls `update` on every parameter tensor, in ``parameters`` order, in place.
+    ///
+    /// Unlike `parameters[i] = f(parameters[i])`, this does not copy the tensors: the
+    /// layer is taken out of the array while its tensors are updated, so they are uniquely
+    /// referenced and copy-on-write does not trigger.
+    mutating func updateParameters(_ update: (_ index: Int, _ parameter: inout Tensor) -> Void) {
+        var index = 0
+        for i in layers.indices {
+            switch layers[i] {
+            case var conv as Conv2D:
+                layers[i] = Flatten()
+                update(index, &conv.weight)
+                update(index + 1, &conv.bias)
+                layers[i] = conv
+            case var dense as Dense:
+                layers[i] = Flatten()
+                update(index, &dense.weight)
+                update(index + 1, &dense.bias)
+                layers[i] = dense
+            default:
+                var parameters = layers[i].parameters
+                for p in parameters.indices { update(index + p, &parameters[p]) }
+                layers[i].parameters = parameters
+            }
+            index += layers[i].parameterNames.count
+        }
+    }
+
     /// The number of trainable scalars.
     public var parameterCount: Int { parameters.reduce(0) { $0 + $1.count } }
 
@@ -93,10 +121,14 @@ public struct Model: Sendable {
     public func logits(_ input: Tensor) -> Tensor {
         checkInput(input)
         let shards = Compute.shards(count: input.batchSize)
+        let steps = self.steps
         let parts = Compute.map(shards.count) { index in
             var x = input.batch(shards[index])
-            let context = ForwardContext(training: false, firstItem: shards[index].lowerBound, needsBackward: false)
-            for layer in layers { x = layer.erasedForward(x, context: context).0 }
+            for step in steps {
+                let context = ForwardContext(
+                    training: false, firstItem: shards[index].lowerBound, layerIndex: step.first, needsBackward: false)
+                x = forward(step, x, context: context).output
+            }
             return x
         }
         return parts.isEmpty ? Tensor(shape: [0, classCount]) : Tensor.concatenate(parts)
@@ -123,15 +155,32 @@ public struct Model: Sendable {
         checkInput(input)
         precondition(input.batchSize > 0, "gradients of an empty batch")
         let shards = Compute.shards(count: input.batchSize)
-        let parts = Compute.map(shards.count) { index in
-            shardGradients(
-                input.batch(shards[index]), rows: shards[index], seed: seed, needsInputGradient: needsInputGradient,
-                needsParameterGradients: needsParameterGradients, loss: loss)
+        let item = input.itemCount
+        var parts: [ModelGradients] = []
+        // Each shard copies its input gradient into its rows of the result, in parallel.
+        func run(inputGradient: UnsafeMutablePointer<Float>?) {
+            parts = Compute.map(shards.count) { index in
+                var part = shardGradients(
+                    input.batch(shards[index]), rows: shards[index], seed: seed, needsInputGradient: needsInputGradient,
+                    needsParameterGradients: needsParameterGradients, loss: loss)
+                if let inputGradient, let gradient = part.inputGradient {
+                    gradient.scalars.withUnsafeBufferPointer { g in
+                        (inputGradient + shards[index].lowerBound * item).update(from: g.baseAddress!, count: g.count)
+                    }
+                    part.inputGradient = nil
+                }
+                return part
+            }
+        }
+        var inputGradient: Tensor?
+        if needsInputGradient {
+            inputGradient = Tensor(shape: input.shape) { run(inputGradient: $0.baseAddress!) }
+        } else {
+            run(inputGradient: nil)
         }
         var result = ModelGradients(
             losses: parts.flatMap { $0.losses }, logits: Tensor.concatenate(parts.map { $0.logits }),
-            inputGradient: needsInputGradient ? Tensor.concatenate(parts.compactMap { $0.inputGradient }) : nil,
-            parameterGradients: parts[0].parameterGradients)
+            inputGradient: inputGradient, parameterGradients: parts[0].parameterGradients)
         // Summed in shard order, so the result does not depend on the thread count.
         for part in parts.dropFirst() {
             for index in result.parameterGradients.indices {
@@ -145,13 +194,14 @@ public struct Model: Sendable {
         _ input: Tensor, rows: Range<Int>, seed: UInt64?, needsInputGradient: Bool, needsParameterGradients: Bool,
         loss: LogitLoss
     ) -> ModelGradients {
+        let steps = self.steps
         var caches: [Any] = []
-        caches.reserveCapacity(layers.count)
+        caches.reserveCapacity(steps.count)
         var x = input
-        for (index, layer) in layers.enumerated() {
+        for step in steps {
             let context = ForwardContext(
-                training: seed != nil, seed: seed ?? 0, firstItem: rows.lowerBound, layerIndex: index)
-            let (output, cache) = layer.erasedForward(x, context: context)
+                training: seed != nil, seed: seed ?? 0, firstItem: rows.lowerBound, layerIndex: step.first)
+            let (output, cache) = forward(step, x, context: context)
             caches.append(cache)
             x = output
         }
@@ -161,19 +211,78 @@ public struct Model: Sendable {
         let firstTrainable = layers.firstIndex { !$0.parameterNames.isEmpty } ?? layers.count
         var gradient = logitGradient
         var parameterGradients: [[Tensor]] = []
-        for index in layers.indices.reversed() {
-            let layer = layers[index]
-            let wantsInput = needsInputGradient || index > firstTrainable
-            let wantsParameters = needsParameterGradients && !layer.parameterNames.isEmpty
+        for (step, cache) in zip(steps, caches).reversed() {
+            let wantsInput = needsInputGradient || step.first > firstTrainable
+            let wantsParameters = needsParameterGradients && step.hasParameters(layers)
             if !wantsInput && !wantsParameters { break }
-            let (inputGradient, grads) = layer.erasedBackward(
-                gradient, cache: caches[index], needsInputGradient: wantsInput, needsParameterGradients: wantsParameters)
+            let (inputGradient, grads) = backward(
+                step, gradient, cache: cache, needsInputGradient: wantsInput, needsParameterGradients: wantsParameters)
             if wantsParameters { parameterGradients.append(grads) }
             if let inputGradient { gradient = inputGradient }
         }
         return ModelGradients(
             losses: losses, logits: logits, inputGradient: needsInputGradient ? gradient : nil,
             parameterGradients: parameterGradients.reversed().flatMap { $0 })
+    }
+
+    /// One step of a pass through the layers: a single layer, or a `Conv2D → ReLU →
+    /// MaxPool2D(2)` sequence fused into one (see ``ConvReLUPool``).
+    enum Step {
+        case layer(Int)
+        case convReLUPool(Int)
+
+        /// The index of the step's first layer.
+        var first: Int {
+            switch self {
+            case .layer(let index), .convReLUPool(let index): index
+            }
+        }
+
+        /// Whether any of the step's layers has parameters (only the first can).
+        func hasParameters(_ layers: [any Layer]) -> Bool { !layers[first].parameterNames.isEmpty }
+    }
+
+    /// The steps that run this model's layers in order.
+    var steps: [Step] {
+        var steps: [Step] = []
+        var index = 0
+        while index < layers.count {
+            if ConvReLUPool.matches(layers, at: index) {
+                steps.append(.convReLUPool(index))
+                index += 3
+            } else {
+                steps.append(.layer(index))
+                index += 1
+            }
+        }
+        return steps
+    }
+
+    private func forward(_ step: Step, _ input: Tensor, context: ForwardContext) -> (output: Tensor, cache: Any) {
+        switch step {
+        case .layer(let index):
+            return layers[index].erasedForward(input, context: context)
+        case .convReLUPool(let index):
+            let block = ConvReLUPool(conv: layers[index] as! Conv2D)
+            let (output, cache) = block.forward(input, needsBackward: context.needsBackward)
+            return (output, cache)
+        }
+    }
+
+    private func backward(
+        _ step: Step, _ outputGradient: Tensor, cache: Any, needsInputGradient: Bool, needsParameterGradients: Bool
+    ) -> (Tensor?, [Tensor]) {
+        switch step {
+        case .layer(let index):
+            return layers[index].erasedBackward(
+                outputGradient, cache: cache, needsInputGradient: needsInputGradient,
+                needsParameterGradients: needsParameterGradients)
+        case .convReLUPool(let index):
+            let block = ConvReLUPool(conv: layers[index] as! Conv2D)
+            return block.backward(
+                outputGradient, cache: cache as! ConvReLUPool.Cache, needsInputGradient: needsInputGradient,
+                needsParameterGradients: needsParameterGradients)
+        }
     }
 
     private func checkInput(_ input: Tensor) {

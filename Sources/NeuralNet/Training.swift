@@ -73,13 +73,16 @@ public struct Trainer: Sendable {
         let result = model.gradients(
             batch.input, training: seed, needsInputGradient: false, needsParameterGradients: true, loss: batch.loss)
         step += 1
-        var parameters = model.parameters
-        for index in parameters.indices {
+        // Updated in place (no copies of the parameters); the state is moved out meanwhile.
+        var state = optimizerState
+        optimizerState = []
+        let (optimizer, step) = (self.optimizer, self.step)
+        model.updateParameters { index, parameter in
             optimizer.update(
-                &parameters[index], gradient: result.parameterGradients[index], state: &optimizerState[index], step: step,
+                &parameter, gradient: result.parameterGradients[index], state: &state[index], step: step,
                 learningRate: learningRate)
         }
-        model.parameters = parameters
+        optimizerState = state
         let predictions = argmax(rows: result.logits)
         let correct = zip(batch.scoredRows, batch.labels).filter { predictions[$0] == $1 }.count
         return (result.losses.reduce(0) { $0 + Double($1) } / Double(batch.labels.count), correct)

@@ -10,6 +10,9 @@ public enum TargetMode: Sendable, Equatable {
     case random
     /// The class the model finds least likely for the clean image.
     case leastLikely
+    /// The `k`-th most likely class of the clean image other than its label (k ≥ 1), as
+    /// AutoAttack's targeted APGD runs over the top classes.
+    case ranked(Int)
 
     /// The target class of each image, or nil for untargeted attacks. Images whose label
     /// equals a fixed target get no target change: their attack cannot succeed.
@@ -32,6 +35,14 @@ public enum TargetMode: Sendable, Equatable {
                 var worst = 0
                 for c in 1..<classes where logits.scalars[row * classes + c] < logits.scalars[row * classes + worst] { worst = c }
                 return worst
+            }
+        case .ranked(let rank):
+            let logits = model.logits(images)
+            return labels.enumerated().map { row, label in
+                let order = (0..<classes).filter { $0 != label }.sorted {
+                    logits.scalars[row * classes + $0] > logits.scalars[row * classes + $1]
+                }
+                return order[min(max(rank, 1), order.count) - 1]
             }
         }
     }
@@ -81,6 +92,9 @@ public struct AttackGoal: Sendable, Equatable {
         }
         if case .fixed(let target) = mode, target < 0 {
             throw AdversarialError("target must be a class index, got \(target)")
+        }
+        if case .ranked(let rank) = mode, rank < 1 {
+            throw AdversarialError("target rank must be at least 1, got \(rank)")
         }
         self.mode = mode
         self.criterion = criterion

@@ -9,7 +9,7 @@ FLAGS = -c release -Xswiftc -enable-testing
 BIN = $(shell $(SWIFT) build $(FLAGS) --show-bin-path 2>/dev/null)
 DECEIVE = $(BIN)/deceive
 
-.PHONY: deps build data demo test bench clean
+.PHONY: deps build data demo render images test bench clean
 
 deps:
 	@scripts/deps.sh
@@ -20,16 +20,20 @@ build: deps
 data: build
 	$(DECEIVE) data fetch
 
-MODEL = models/mnist-cnn.safetensors
-
 demo: data
-	$(DECEIVE) evaluate --model $(MODEL)
-	$(DECEIVE) fool --model $(MODEL) --target 5 --output out/demo/fool-5
-	$(DECEIVE) fool --model $(MODEL) --all --confidence 0.999 --output out/demo/fool-all
-	$(DECEIVE) fool --model $(MODEL) --all --within 0.25 --output out/demo/fool-within
-	$(DECEIVE) fool --model $(MODEL) --all --method evolve --output out/demo/fool-evolve
-	$(DECEIVE) fool --model $(MODEL) --all --start zeros --regularize l2,tv --output out/demo/class-visualisation
-	@echo "demo: pictures in out/demo/*/grid.png"
+	$(DECEIVE) demo --output out/demo
+
+# Renders the demo's report in headless Chromium, to look at it as a person would.
+render: demo
+	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get install -y -qq chromium >/dev/null; }
+	chromium --headless --no-sandbox --disable-gpu --hide-scrollbars --window-size=1100,9000 \
+		--screenshot=out/demo/report.png file://$(CURDIR)/out/demo/report.html
+	@echo "render: out/demo/report.png"
+
+# The README's pictures, made by the tool itself.
+images: demo
+	mkdir -p docs/images
+	cp out/demo/fooling.png out/demo/attack-pgd.png out/demo/fooling-within.png docs/images/
 
 test: data
 	$(SWIFT) test $(FLAGS)

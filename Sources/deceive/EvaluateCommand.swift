@@ -1,3 +1,4 @@
+import Adversarial
 import ArgumentParser
 import Datasets
 import Foundation
@@ -6,7 +7,14 @@ import NeuralNet
 /// `deceive evaluate`.
 struct EvaluateCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "evaluate", abstract: "Measure a model's test accuracy, per class, with the confusion matrix.")
+        commandName: "evaluate",
+        abstract: "Measure a model: test accuracy, or robust accuracy under an attack or the full ensemble.",
+        discussion: """
+            Plain: accuracy, per-class accuracy and the confusion matrix.
+            --attack METHOD --eps 0,0.05,0.1: robust accuracy for each ε (the accuracy-vs-ε curve).
+            --robust [--eps 0.3]: APGD-CE, targeted APGD-DLR, PGD with restarts and Square; an image counts \
+            only if it survives all of them; gradient-masking checks are printed with the result.
+            """)
 
     @Option(help: "The checkpoint (.safetensors).")
     var model: String
@@ -20,14 +28,34 @@ struct EvaluateCommand: ParsableCommand {
     @Option(help: ArgumentHelp("Directory holding the dataset's IDX files.", valueName: "dir"))
     var dataDir: String?
 
-    @Option(help: "Evaluate on the first N test images only.")
-    var limit: Int?
+    @Option(help: "Evaluate on the first N test images (default: all 10,000).")
+    var count: Int?
+
+    @Option(help: "Measure robust accuracy under this attack (with --eps, one value or a list).")
+    var attack: AttackMethod?
+
+    @Flag(help: "Robust accuracy under the full attack ensemble (AutoAttack-style) at --eps (default 0.3).")
+    var robust = false
+
+    @OptionGroup var attackOptions: AttackOptions
 
     @Flag(help: "Print JSON instead of text.")
     var json = false
 
     func validate() throws {
-        if let limit, limit < 1 { throw ValidationError("--limit must be at least 1, got \(limit)") }
+        if let count, count < 1 { throw ValidationError("--count must be at least 1, got \(count)") }
+        if robust && attack != nil { throw ValidationError("give --attack or --robust, not both") }
+        try attackOptions.validateShared()
+        if let attack {
+            for epsilon in try attackOptions.epsilons().map({ $0.map(Optional.some) }) ?? [nil] {
+                _ = try attackOptions.attack(attack, epsilon: epsilon)
+            }
+        }
+        if robust, let epsilons = try attackOptions.epsilons() {
+            guard epsilons.count == 1, epsilons[0] > 0, epsilons[0] <= 1 else {
+                throw ValidationError("--robust takes one --eps in (0, 1]")
+            }
+        }
     }
 
     struct Report: Encodable {
@@ -42,6 +70,11 @@ struct EvaluateCommand: ParsableCommand {
         let imagesPerSecond: Double
     }
 
+    struct CurvePoint: Encodable {
+        let epsilon: Float?
+        let report: AttackReport
+    }
+
     func run() throws {
         try runReportingErrors {
             let checkpoint = try loadCheckpoint(model, architecture: arch)
@@ -49,38 +82,114 @@ struct EvaluateCommand: ParsableCommand {
                 dataset ?? checkpoint.metadata[Checkpoint.Key.dataset].flatMap(DatasetName.init(rawValue:)) ?? .mnist
             let store = DataStore(dataset: name, directory: dataDir.map { URL(fileURLWithPath: $0) })
             var test = try store.load(log: { printError($0) }).test
-            if let limit { test = test.prefix(limit) }
+            if let count { test = test.prefix(count) }
             guard checkpoint.model.classCount == 10 else {
                 throw Failure("\(model): the model scores \(checkpoint.model.classCount) classes, the dataset has 10")
             }
-            let images = test.allImages
+            if let attack {
+                try curve(checkpoint.model, attack, images: test.allImages, labels: test.labels)
+            } else if robust {
+                try ensemble(checkpoint.model, images: test.allImages, labels: test.labels)
+            } else {
+                accuracy(checkpoint.model, test: test, name: name)
+            }
+        }
+    }
+
+    private func curve(_ network: Model, _ method: AttackMethod, images: Tensor, labels: [Int]) throws {
+        let goal = try attackOptions.goal()
+        let clean = predict(network, images)
+        var points: [CurvePoint] = []
+        for epsilon in try attackOptions.epsilons().map({ $0.map(Optional.some) }) ?? [nil] {
+            let attack = try attackOptions.attack(method, epsilon: epsilon)
+            var bar = ProgressBar()
             let clock = ContinuousClock()
-            let start = clock.now
-            let predictions = predict(checkpoint.model, images)
-            let seconds = (clock.now - start).seconds
-            var matrix = [[Int]](repeating: [Int](repeating: 0, count: 10), count: 10)
-            for (truth, guess) in zip(test.labels, predictions) { matrix[truth][guess] += 1 }
-            let correct = (0..<10).reduce(0) { $0 + matrix[$1][$1] }
-            let perClass = (0..<10).map { Double(matrix[$0][$0]) / Double(max(matrix[$0].reduce(0, +), 1)) }
-            let report = Report(
-                model: model, dataset: name.rawValue, images: test.count, accuracy: Double(correct) / Double(test.count),
-                perClassAccuracy: perClass, confusionMatrix: matrix, seconds: seconds,
-                imagesPerSecond: Double(test.count) / max(seconds, 1e-9))
-            if json {
-                print(jsonText(report))
-                return
+            let began = clock.now
+            let label = "\(method.rawValue)" + (epsilon.map { " ε \($0)" } ?? "")
+            let result = try runInBatches(
+                attack, model: network, images: images, labels: labels, goal: goal, seed: attackOptions.seed,
+                progress: { bar.draw(label, done: $0, of: labels.count, detail: "images") })
+            bar.clear()
+            let report = AttackReport(
+                attack: method.rawValue, originals: images, labels: labels, cleanPredictions: clean,
+                adversarialPredictions: predict(network, result.adversarial), result: result,
+                seconds: (clock.now - began).seconds)
+            points.append(CurvePoint(epsilon: epsilon ?? (attack as? any FixedEpsilonAttack)?.epsilon, report: report))
+        }
+        if json {
+            print(jsonText(points))
+            return
+        }
+        print("\(model) under \(method.rawValue) on \(labels.count) test images")
+        print("     ε   robust accuracy   success rate   seconds")
+        for point in points {
+            print(
+                (point.epsilon.map { String(format: "%6.3f", $0) } ?? "     –") + "   "
+                    + percent(point.report.robustAccuracy).padding(toLength: 15, withPad: " ", startingAt: 0) + "   "
+                    + percent(point.report.successRate).padding(toLength: 12, withPad: " ", startingAt: 0)
+                    + String(format: "   %7.2f", point.report.seconds))
+        }
+    }
+
+    private func ensemble(_ network: Model, images: Tensor, labels: [Int]) throws {
+        let epsilon = try attackOptions.epsilons()?.first ?? 0.3
+        let evaluation: RobustnessEvaluation
+        do {
+            evaluation = try RobustnessEvaluation(epsilon: epsilon, seed: attackOptions.seed)
+        } catch {
+            throw ValidationError(error.description)
+        }
+        let report = try evaluation.run(model: network, images: images, labels: labels, progress: { printError("evaluate: \($0)") })
+        if json {
+            print(jsonText(report))
+            return
+        }
+        print("\(model): robust accuracy at ε = \(epsilon) (L∞) on \(report.images) test images")
+        print("  clean accuracy            \(percent(report.cleanAccuracy))")
+        for member in report.members {
+            print("  \(member.name.padding(toLength: 24, withPad: " ", startingAt: 0))  \(percent(member.robustAccuracy))"
+                + String(format: "   (%d images, %.1f s)", member.attacked, member.seconds))
+        }
+        print("  robust (all attacks)      \(percent(report.robustAccuracy))")
+        for check in report.checks {
+            if check.passed {
+                print("  check passed: \(check.name): \(check.detail)")
+            } else {
+                let warning = "WARNING: gradient-masking check failed: \(check.name): \(check.detail)"
+                print("  " + warning)
+                printError("deceive: " + warning)
             }
-            print("\(model) on \(test.count) \(name.rawValue) test images: accuracy \(percent(report.accuracy)) (\(correct)/\(test.count))")
-            print(String(format: "%.2f s, %.0f images/s", seconds, report.imagesPerSecond))
-            print("\nper class:")
-            for digit in 0..<10 {
-                print("  \(name.classNames[digit].padding(toLength: 11, withPad: " ", startingAt: 0)) \(percent(perClass[digit]))")
-            }
-            print("\nconfusion matrix (rows: true class, columns: predicted):")
-            print("      " + (0..<10).map { String(format: "%6d", $0) }.joined())
-            for truth in 0..<10 {
-                print(String(format: "%6d", truth) + matrix[truth].map { String(format: "%6d", $0) }.joined())
-            }
+        }
+    }
+
+    private func accuracy(_ network: Model, test: LabeledImages, name: DatasetName) {
+        let images = test.allImages
+        let clock = ContinuousClock()
+        let start = clock.now
+        let predictions = predict(network, images)
+        let seconds = (clock.now - start).seconds
+        var matrix = [[Int]](repeating: [Int](repeating: 0, count: 10), count: 10)
+        for (truth, guess) in zip(test.labels, predictions) { matrix[truth][guess] += 1 }
+        let correct = (0..<10).reduce(0) { $0 + matrix[$1][$1] }
+        let perClass = (0..<10).map { Double(matrix[$0][$0]) / Double(max(matrix[$0].reduce(0, +), 1)) }
+        let report = Report(
+            model: model, dataset: name.rawValue, images: test.count, accuracy: Double(correct) / Double(test.count),
+            perClassAccuracy: perClass, confusionMatrix: matrix, seconds: seconds,
+            imagesPerSecond: Double(test.count) / max(seconds, 1e-9))
+        if json {
+            print(jsonText(report))
+            return
+        }
+        print("\(model) on \(test.count) \(name.rawValue) test images: accuracy \(percent(report.accuracy)) (\(correct)/\(test.count))")
+        print(String(format: "%.2f s, %.0f images/s", seconds, report.imagesPerSecond))
+        print("\nper class:")
+        for digit in 0..<10 {
+            print("  \(name.classNames[digit].padding(toLength: 11, withPad: " ", startingAt: 0)) \(percent(perClass[digit]))")
+        }
+        print("\nconfusion matrix (rows: true class, columns: predicted):")
+        print("      " + (0..<10).map { String(format: "%6d", $0) }.joined())
+        for truth in 0..<10 {
+            print(String(format: "%6d", truth) + matrix[truth].map { String(format: "%6d", $0) }.joined())
         }
     }
 }

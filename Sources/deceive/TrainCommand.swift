@@ -195,7 +195,11 @@ struct TrainCommand: ParsableCommand {
             epochs: settings.epochs, learningRate: settings.learningRate, schedule: rateSchedule, seed: settings.seed)
         let testImages = dataset.test.allImages
         let quiet = json
-        func say(_ line: String) { if quiet { printError(line) } else { print(line) } }
+        func say(_ line: String) {
+            if quiet { printError(line) } else { print(line) }
+            // Show each line at once, also when standard output is a file or a pipe.
+            fflush(nil)
+        }
         let parameterCount = trainer.model.parameterCount
         say("training \(architecture) (\(parameterCount) parameters) on \(train.count) \(dataset.name.rawValue) images")
         say(

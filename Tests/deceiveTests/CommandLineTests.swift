@@ -28,7 +28,7 @@ func temporaryDirectory() throws -> URL {
         // 3,000 images and 2 epochs already give well over 90% on the test set.
         let accuracy = try #require(checkpoint.testAccuracy)
         #expect(accuracy > 0.9)
-        #expect(Deceive.run(["evaluate", "--model", output, "--limit", "500"]) == 0)
+        #expect(Deceive.run(["evaluate", "--model", output, "--count", "500"]) == 0)
         #expect(Deceive.run(["evaluate", "--model", output, "--arch", "madry"]) == 1)
     }
 
@@ -42,7 +42,7 @@ func temporaryDirectory() throws -> URL {
         ["train", "--dataset", "cifar"],
         ["train", "--limit", "0"],
         ["evaluate"],
-        ["evaluate", "--model", "x", "--limit", "-3"],
+        ["evaluate", "--model", "x", "--count", "0"],
         ["bogus"],
     ])
     func usageErrorsExitWithStatus2(arguments: [String]) {

@@ -51,7 +51,7 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
-        .executableTarget(name: "deceive-bench", dependencies: ["NeuralNet"]),
+        .executableTarget(name: "deceive-bench", dependencies: ["NeuralNet", "Adversarial", "Datasets"]),
         .testTarget(name: "NeuralNetTests", dependencies: ["NeuralNet"]),
         .testTarget(name: "DatasetsTests", dependencies: ["Datasets", "NeuralNet"]),
         .testTarget(name: "AdversarialTests", dependencies: ["Adversarial", "NeuralNet", "Datasets"]),

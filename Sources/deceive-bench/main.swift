@@ -1,8 +1,12 @@
 // deceive-bench: throughput of training, evaluation and input-gradient steps, as
 // images/s and as a fraction of OpenBLAS's own sgemm measured in the same run.
 //
-//   deceive-bench [--arch seed] [--seconds 3] [--output out/bench.json]
+//   deceive-bench [--arch seed] [--seconds 3] [--model models/mnist-cnn.safetensors] [--output out/bench.json]
+//
+// Then every attack's images/s on 1,000 test digits of the shipped model.
 
+import Adversarial
+import Datasets
 import Foundation
 import NeuralNet
 
@@ -15,11 +19,20 @@ struct Measurement: Encodable {
     let target: Double?
 }
 
+struct AttackMeasurement: Encodable {
+    let attack: String
+    let images: Int
+    let seconds: Double
+    let imagesPerSecond: Double
+    let successRate: Double
+}
+
 struct Report: Encodable {
     let architecture: String
     let threads: Int
     let rooflineGFLOPs: Double
     let measurements: [Measurement]
+    let attacks: [AttackMeasurement]
 }
 
 func value(of flag: String) -> String? {
@@ -103,10 +116,43 @@ do {
     record("input-gradient", batchSize: 1000, rate: rate, flopsPerItem: architecture.inputGradientFLOPs, target: 0.7)
 }
 
+// Every attack with its default parameters on real test digits of the shipped model
+// (minimisation attacks on fewer: Carlini–Wagner runs 500 Adam steps per image).
+var attacks: [AttackMeasurement] = []
+let modelPath = value(of: "--model") ?? "models/mnist-cnn.safetensors"
+if value(of: "--skip-attacks") == nil, FileManager.default.fileExists(atPath: modelPath) {
+    do {
+        let shipped = try Checkpoint.load(from: URL(fileURLWithPath: modelPath)).model
+        let test = try DataStore(dataset: .mnist).load().test
+        print("\nattacks on \(modelPath) (default parameters):")
+        for method in AttackMethod.allCases {
+            let count = method == .cw ? 200 : 1000
+            let images = test.images(0..<count)
+            let labels = Array(test.labels[0..<count])
+            let attack = try method.make(AttackParameters())
+            let clock = ContinuousClock()
+            let start = clock.now
+            let result = try runInBatches(attack, model: shipped, images: images, labels: labels, goal: .untargeted, seed: 1)
+            let elapsed = (clock.now - start).seconds
+            let success = Double(result.success.filter { $0 }.count) / Double(count)
+            attacks.append(
+                AttackMeasurement(
+                    attack: method.rawValue, images: count, seconds: elapsed, imagesPerSecond: Double(count) / elapsed,
+                    successRate: success))
+            print(
+                method.rawValue.padding(toLength: 16, withPad: " ", startingAt: 0)
+                    + String(format: "%5d images  %6.2f s  %8.0f images/s  success %.1f%%", count, elapsed, Double(count) / elapsed, 100 * success))
+        }
+    } catch {
+        fail("attacks: \(error)")
+    }
+}
+
 if let output {
     let encoder = JSONEncoder()
     encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-    let report = Report(architecture: architecture.spec, threads: threads, rooflineGFLOPs: roofline, measurements: measurements)
+    let report = Report(
+        architecture: architecture.spec, threads: threads, rooflineGFLOPs: roofline, measurements: measurements, attacks: attacks)
     do {
         try AtomicFile.write(try encoder.encode(report), to: URL(fileURLWithPath: output))
         print("wrote \(output)")

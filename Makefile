@@ -9,7 +9,7 @@ FLAGS = -c release -Xswiftc -enable-testing
 BIN = $(shell $(SWIFT) build $(FLAGS) --show-bin-path 2>/dev/null)
 DECEIVE = $(BIN)/deceive
 
-.PHONY: deps build data demo render images test bench clean
+.PHONY: deps build data demo render images test bench fuzz clean
 
 deps:
 	@scripts/deps.sh
@@ -40,6 +40,22 @@ test: data
 
 bench: build
 	$(BIN)/deceive-bench --output out/bench.json
+
+# libFuzzer on every parser (IDX, safetensors, PNG, checkpoint architecture), each for
+# FUZZ_SECONDS; new crashes land in Fuzz/crashes/<target>/ (copy them to Fuzz/regressions/
+# and the tests replay them).
+FUZZ_SECONDS ?= 60
+FUZZ_FLAGS = -c release --scratch-path .build-fuzz -Xswiftc -sanitize=fuzzer,address -Xswiftc -parse-as-library -Xswiftc -DFUZZING
+fuzz: deps
+	$(SWIFT) build $(FUZZ_FLAGS) --product deceive-fuzz
+	@for target in idx safetensors png checkpoint; do \
+		mkdir -p Fuzz/work/$$target Fuzz/crashes/$$target; \
+		echo "fuzz: $$target for $(FUZZ_SECONDS) s"; \
+		DECEIVE_FUZZ_TARGET=$$target $$($(SWIFT) build $(FUZZ_FLAGS) --show-bin-path)/deceive-fuzz \
+			-max_total_time=$(FUZZ_SECONDS) -max_len=65536 -rss_limit_mb=2048 -print_final_stats=1 \
+			-artifact_prefix=Fuzz/crashes/$$target/ Fuzz/work/$$target Fuzz/corpus/$$target 2>&1 \
+			| grep -E "stat::number_of_executed_units|ERROR|SUMMARY" || true; \
+	done
 
 clean:
 	rm -rf .build out

@@ -51,11 +51,12 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
+        .executableTarget(name: "deceive-fuzz", dependencies: ["NeuralNet", "Datasets", "Adversarial", "Visuals"]),
         .executableTarget(name: "deceive-bench", dependencies: ["NeuralNet", "Adversarial", "Datasets"]),
         .testTarget(name: "NeuralNetTests", dependencies: ["NeuralNet"]),
         .testTarget(name: "DatasetsTests", dependencies: ["Datasets", "NeuralNet"]),
         .testTarget(name: "AdversarialTests", dependencies: ["Adversarial", "NeuralNet", "Datasets"]),
         .testTarget(name: "VisualsTests", dependencies: ["Visuals", "NeuralNet"]),
-        .testTarget(name: "deceiveTests", dependencies: ["deceive"]),
+        .testTarget(name: "deceiveTests", dependencies: ["deceive", "deceive-fuzz"]),
     ]
 )

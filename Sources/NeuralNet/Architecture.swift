@@ -159,6 +159,10 @@ public struct Architecture: Sendable, Equatable, CustomStringConvertible {
             case .relu, .dropout:
                 break
             }
+            // Hostile descriptions: refuse absurd sizes before any arithmetic can overflow.
+            guard let elements = Architecture.checkedProduct(shape), elements <= Architecture.maximumActivation else {
+                throw ArchitectureError("\(place): its output \(shape) is too large (at most 2^28 values per image)")
+            }
             shapes.append(shape)
         }
         guard shape.count == 1, shape[0] >= 2 else {
@@ -166,28 +170,50 @@ public struct Architecture: Sendable, Equatable, CustomStringConvertible {
         }
         let parameters = parameterCount
         guard parameters <= 100_000_000 else {
-            throw ArchitectureError("\(parameters) parameters is more than this tool supports (100 million)")
+            throw ArchitectureError("more than 100 million parameters (\(parameters == .max ? "overflowing" : String(parameters))): more than this tool supports")
         }
         return shapes
     }
 
-    /// The number of trainable parameters.
+    /// The largest number of values one layer may output per image.
+    static let maximumActivation = 1 << 28
+
+    /// The product of `values`, or nil if it overflows.
+    static func checkedProduct(_ values: [Int]) -> Int? {
+        var product = 1
+        for value in values {
+            let (result, overflow) = product.multipliedReportingOverflow(by: value)
+            if overflow { return nil }
+            product = result
+        }
+        return product
+    }
+
+    /// The number of trainable parameters (`Int.max` for descriptions too large to count).
     public var parameterCount: Int {
         var shape = inputShape
         var total = 0
         for spec in layers {
+            var layer: Int? = 0
             switch spec {
             case let .conv(f, k, s, p):
-                total += f * (shape.first ?? 0) * k * k + f
+                layer = Architecture.checkedProduct([f, shape.first ?? 0, k, k]).map { $0.addingReportingOverflow(f) }
+                    .flatMap { $0.overflow ? nil : $0.partialValue }
                 shape = shape.count == 3 ? [f, (shape[1] + 2 * p - k) / s + 1, (shape[2] + 2 * p - k) / s + 1] : shape
             case let .maxPool(k, s):
                 shape = shape.count == 3 ? [shape[0], (shape[1] - k) / s + 1, (shape[2] - k) / s + 1] : shape
             case .dense(let n):
-                total += n * (shape.first ?? 0) + n
+                layer = Architecture.checkedProduct([n, (shape.first ?? 0) + 1])
                 shape = [n]
-            case .flatten: shape = [Tensor.elementCount(shape)]
+            case .flatten:
+                guard let count = Architecture.checkedProduct(shape) else { return .max }
+                shape = [count]
             case .relu, .dropout: break
             }
+            guard let layer else { return .max }
+            let (sum, overflow) = total.addingReportingOverflow(layer)
+            if overflow { return .max }
+            total = sum
         }
         return total
     }

@@ -119,6 +119,7 @@ struct AttackCommand: ParsableCommand {
     var json = false
 
     func validate() throws {
+        _ = try arch?.resolved()
         try options.validateShared()
         guard count >= 1 else { throw ValidationError("--count must be at least 1, got \(count)") }
         if let epsilons = try options.epsilons(), epsilons.count > 1 {

@@ -43,6 +43,7 @@ struct EvaluateCommand: ParsableCommand {
     var json = false
 
     func validate() throws {
+        _ = try arch?.resolved()
         if let count, count < 1 { throw ValidationError("--count must be at least 1, got \(count)") }
         if robust && attack != nil { throw ValidationError("give --attack or --robust, not both") }
         try attackOptions.validateShared()

@@ -66,6 +66,7 @@ struct FoolCommand: ParsableCommand {
     var json = false
 
     func validate() throws {
+        _ = try arch?.resolved()
         if all && target != nil { throw ValidationError("give --target or --all, not both") }
         if !all && target == nil { throw ValidationError("say which digit to fool the model into: --target D, or --all") }
         if let target, !(0...9).contains(target) { throw ValidationError("--target must be a digit 0–9, got \(target)") }

@@ -20,6 +20,7 @@ struct PredictCommand: ParsableCommand {
     var json = false
 
     func validate() throws {
+        _ = try arch?.resolved()
         if images.isEmpty { throw ValidationError("give at least one PNG file") }
     }
 

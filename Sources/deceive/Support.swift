@@ -58,20 +58,28 @@ struct DataOptions: ParsableArguments {
 
 extension DatasetName: ExpressibleByArgument {}
 
-/// `--arch`.
+/// `--arch`: a name (`seed`, `madry`) or a spec string. Parsing never fails here, so that
+/// a bad description reaches the user with its reason (see ``resolved()``).
 struct ArchitectureOption: ExpressibleByArgument {
-    let architecture: Architecture
-    init?(argument: String) {
-        guard let architecture = try? Architecture.resolve(argument) else { return nil }
-        self.architecture = architecture
-    }
+    let text: String
+    init?(argument: String) { text = argument }
     static var defaultCompletionKind: CompletionKind { .list(["seed", "madry"]) }
+
+    /// The architecture, or a usage error saying what is wrong with the description.
+    func resolved() throws -> Architecture {
+        do {
+            return try Architecture.resolve(text)
+        } catch {
+            throw ValidationError("--arch '\(text)': \(error.description)")
+        }
+    }
 }
 
 /// Loads a checkpoint, with `--arch` when given; errors become one line.
 func loadCheckpoint(_ path: String, architecture: ArchitectureOption?) throws -> Checkpoint {
+    let resolved = try architecture?.resolved()
     do {
-        return try Checkpoint.load(from: URL(fileURLWithPath: path), architecture: architecture?.architecture)
+        return try Checkpoint.load(from: URL(fileURLWithPath: path), architecture: resolved)
     } catch {
         throw Failure(error.description)
     }

@@ -89,6 +89,7 @@ struct TrainCommand: ParsableCommand {
         }
         if let limit, limit < 1 { throw ValidationError("--limit must be at least 1, got \(limit)") }
         guard !output.isEmpty else { throw ValidationError("--output must name a file") }
+        _ = try arch.resolved()
         guard epsWarmup.isFinite, epsWarmup >= 0 else { throw ValidationError("--eps-warmup must be ≥ 0 epochs") }
         _ = try adversarialTraining()
     }
@@ -140,7 +141,7 @@ struct TrainCommand: ParsableCommand {
 
     var settings: Settings {
         Settings(
-            architecture: arch.architecture.name ?? arch.architecture.spec, dataset: data.dataset.rawValue, epochs: epochs, batchSize: batchSize,
+            architecture: arch.text, dataset: data.dataset.rawValue, epochs: epochs, batchSize: batchSize,
             learningRate: learningRate, optimizer: optimizer.rawValue, momentum: momentum, weightDecay: weightDecay,
             schedule: schedule, augment: augment, seed: seed, limit: limit, adversarial: adversarial.rawValue, eps: eps,
             attackSteps: attackSteps, attackStepSize: attackStepSize, epsWarmup: epsWarmup, beta: beta, command: commandLine)

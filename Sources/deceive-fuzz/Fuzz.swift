@@ -79,8 +79,7 @@ struct Replay {
         var files: [URL] = []
         for path in arguments.dropFirst() {
             var isDirectory: ObjCBool = false
-            FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory)
-            if isDirectory.boolValue {
+            if FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory.boolValue {
                 let names = (try? FileManager.default.contentsOfDirectory(atPath: path)) ?? []
                 files += names.sorted().map { URL(fileURLWithPath: path).appendingPathComponent($0) }
             } else {

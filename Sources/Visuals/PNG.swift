@@ -143,6 +143,19 @@ enum PNGCodec {
     }
 }
 
+extension PNGCodec {
+    /// Encodes with `encode` and writes the bytes atomically; errors name `url`.
+    static func write(to url: URL, encode: () throws(PNGError) -> Data) throws(PNGError) {
+        let data: Data
+        do {
+            data = try encode()
+        } catch {
+            throw PNGError("\(url.path): \(error.description)")
+        }
+        try write(data, to: url)
+    }
+}
+
 extension GreyImage {
     /// Decodes a PNG of any kind to 8-bit grey.
     ///
@@ -186,13 +199,7 @@ extension GreyImage {
     ///
     /// - Throws: ``PNGError`` "`path`: what is wrong".
     public func writePNG(to url: URL) throws(PNGError) {
-        let data: Data
-        do {
-            data = try pngData()
-        } catch {
-            throw PNGError("\(url.path): \(error.description)")
-        }
-        try PNGCodec.write(data, to: url)
+        try PNGCodec.write(to: url) { () throws(PNGError) in try pngData() }
     }
 }
 
@@ -231,12 +238,6 @@ extension RGBImage {
     ///
     /// - Throws: ``PNGError`` "`path`: what is wrong".
     public func writePNG(to url: URL) throws(PNGError) {
-        let data: Data
-        do {
-            data = try pngData()
-        } catch {
-            throw PNGError("\(url.path): \(error.description)")
-        }
-        try PNGCodec.write(data, to: url)
+        try PNGCodec.write(to: url) { () throws(PNGError) in try pngData() }
     }
 }

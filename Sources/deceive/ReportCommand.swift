@@ -111,7 +111,6 @@ struct ReportBuilder {
     let checkpoint: Checkpoint
     let robust: Checkpoint?
     let dataset: Dataset
-    var commands: [String] = []
 
     init(modelPath: String, robustModelPath: String?, count: Int, store: DataStore, pictures: URL?) throws {
         self.modelPath = modelPath

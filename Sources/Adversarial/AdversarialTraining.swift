@@ -81,7 +81,7 @@ public struct AdversarialTraining: Sendable {
             let alpha = stepSize * (self.epsilon > 0 ? epsilon / self.epsilon : 0)
             for _ in 0..<steps {
                 let gradient = model.inputGradient(x, targets: labels, objective: .crossEntropy, sign: 1).gradient
-                ascend(&x, gradient, alpha: alpha, box: box)
+                box.step(&x, signOf: gradient, size: alpha)
             }
             return TrainingBatch(input: x, labels: labels, scoredRows: 0..<count, cleanCorrect: cleanCorrect, loss: crossEntropyLoss)
         case .trades:
@@ -102,7 +102,7 @@ public struct AdversarialTraining: Sendable {
                     x, needsInputGradient: true, needsParameterGradients: false,
                     loss: { logits, rows in klGradient(logits: logits, reference: clean, rows: rows, scale: 1) }
                 ).inputGradient!
-                ascend(&x, gradient, alpha: alpha, box: box)
+                box.step(&x, signOf: gradient, size: alpha)
             }
             let adversarial = softmax(model.logits(x))
             let beta = self.beta
@@ -157,24 +157,9 @@ public struct AdversarialTraining: Sendable {
     /// A uniform random point of the box around each image.
     private func randomStart(_ images: Tensor, radius: Float, seed: UInt64, box: PixelBox) -> Tensor {
         var x = images
-        let size = x.itemCount
-        for row in 0..<x.batchSize {
-            var generator = SplitMix64(seed: seed, stream: 0xAD7, UInt64(row))
-            for index in row * size..<(row + 1) * size {
-                x.scalars[index] += radius * (2 * generator.nextUnitFloat() - 1)
-            }
-        }
+        x.addUniformNoise(radius: radius) { SplitMix64(seed: seed, stream: 0xAD7, UInt64($0)) }
         box.project(&x)
         return x
-    }
-
-    /// One signed-gradient ascent step, projected into the box.
-    private func ascend(_ x: inout Tensor, _ gradient: Tensor, alpha: Float, box: PixelBox) {
-        for index in x.scalars.indices {
-            let g = gradient.scalars[index]
-            x.scalars[index] += g > 0 ? alpha : (g < 0 ? -alpha : 0)
-        }
-        box.project(&x)
     }
 }
 

@@ -177,21 +177,15 @@ public struct Fooling: Sendable {
         var x = state.starts.gathering(items)
         guard restart > 0 else { return x }
         let radius = epsilon ?? 0.1
-        let size = x.itemCount
-        for (row, item) in items.enumerated() {
-            var generator = SplitMix64(seed: seed, stream: 0xAE57, UInt64(restart), UInt64(item))
-            for index in row * size..<(row + 1) * size {
-                x.scalars[index] += radius * (2 * generator.nextUnitFloat() - 1)
-            }
-        }
-        state.box.items(items, itemSize: size).project(&x)
+        x.addUniformNoise(radius: radius) { SplitMix64(seed: seed, stream: 0xAE57, UInt64(restart), UInt64(items[$0])) }
+        state.box.gathering(items).project(&x)
         return x
     }
 
     private func gradientSearch(model: Model, state: inout FoolingState, items: [Int], restart: Int, progress: Progress?) {
         var items = items
         var x = initialPoint(state, items: items, restart: restart)
-        var box = state.box.items(items, itemSize: x.itemCount)
+        var box = state.box.gathering(items)
         var firstMoment = Tensor(shape: x.shape), secondMoment = Tensor(shape: x.shape)
         let (beta1, beta2): (Float, Float) = (0.9, 0.999)
         for step in 1...maxSteps {
@@ -217,7 +211,7 @@ public struct Fooling: Sendable {
                         gradient = gradient.gathering(keep)
                         firstMoment = firstMoment.gathering(keep)
                         secondMoment = secondMoment.gathering(keep)
-                        box = box.items(keep, itemSize: x.itemCount)
+                        box = box.gathering(keep)
                     }
                 }
             }
@@ -232,16 +226,13 @@ public struct Fooling: Sendable {
                         / ((secondMoment.scalars[index] / correction2).squareRoot() + 1e-8)
                     x.scalars[index] -= stepSize * update
                 }
+                box.project(&x)
             case .sign, .evolve:
                 // Cosine decay from the step size to a tenth of it over the run.
                 let fraction = Float(step - 1) / Float(max(maxSteps - 1, 1))
                 let alpha = stepSize * (0.1 + 0.9 * 0.5 * (1 + cosf(Float.pi * fraction)))
-                for index in x.scalars.indices {
-                    let g = gradient.scalars[index]
-                    x.scalars[index] -= g > 0 ? alpha : (g < 0 ? -alpha : 0)
-                }
+                box.step(&x, signOf: gradient, size: -alpha)
             }
-            box.project(&x)
         }
         state.keepBest(items, images: x, model: model, step: maxSteps)
     }
@@ -273,7 +264,7 @@ public struct Fooling: Sendable {
     private func evolve(model: Model, state: inout FoolingState, items: [Int], restart: Int, progress: Progress?) {
         var items = items
         var x = initialPoint(state, items: items, restart: restart)
-        var box = state.box.items(items, itemSize: x.itemCount)
+        var box = state.box.gathering(items)
         let size = x.itemCount
         let pairs = population
         for step in 1...maxSteps {
@@ -335,7 +326,7 @@ public struct Fooling: Sendable {
             if keep.count < items.count {
                 items = keep.map { items[$0] }
                 x = x.gathering(keep)
-                box = box.items(keep, itemSize: size)
+                box = box.gathering(keep)
             }
             box.project(&x)
         }
@@ -414,8 +405,7 @@ struct FoolingState {
 
     /// Rounds candidates to 8 bits and finishes those still confident; returns them.
     mutating func confirm(_ items: [Int], images: Tensor, model: Model, confidence: Float, step: Int) -> Set<Int> {
-        let size = images.itemCount
-        let rounded = box.items(items, itemSize: size).quantize(images)
+        let rounded = box.gathering(items).quantize(images)
         let probabilities = model.probabilities(rounded)
         var finished: Set<Int> = []
         for (row, item) in items.enumerated() {
@@ -431,8 +421,7 @@ struct FoolingState {
 
     /// At the end of an unsuccessful attempt: keep each item's image if it beats the best so far.
     mutating func keepBest(_ items: [Int], images: Tensor, model: Model, step: Int) {
-        let size = images.itemCount
-        let rounded = box.items(items, itemSize: size).quantize(images)
+        let rounded = box.gathering(items).quantize(images)
         let probabilities = model.probabilities(rounded)
         for (row, item) in items.enumerated() {
             queryCounts[item] += 1

@@ -51,29 +51,46 @@ extension Model {
 }
 
 /// The box a perturbed image must stay in: pixels in [0, 1] and, optionally, within ε of
-/// a reference image in L∞.
+/// a reference image in L∞. Used by fooling, the attacks and adversarial training alike.
+///
+/// The ε bounds are rounded inwards, so that `abs(x − reference) ≤ ε` holds in Float
+/// arithmetic for every pixel projected into the box (reference + ε can round up past
+/// the true bound).
 public struct PixelBox: Sendable {
     /// Per-element lower and upper bounds.
     public let lower: [Float], upper: [Float]
+    /// Elements per item (image) of the reference.
+    public let itemSize: Int
 
     /// The box [0,1] ∩ [reference − ε, reference + ε] (just [0,1] when ε is nil).
     public init(around reference: Tensor, epsilon: Float?) {
-        if let epsilon {
-            lower = reference.scalars.map { max(0, $0 - epsilon) }
-            upper = reference.scalars.map { min(1, $0 + epsilon) }
-        } else {
+        itemSize = reference.itemCount
+        guard let epsilon else {
             lower = [Float](repeating: 0, count: reference.count)
             upper = [Float](repeating: 1, count: reference.count)
+            return
         }
-    }
-
-    private init(lower: [Float], upper: [Float]) {
+        var lower = reference.scalars, upper = reference.scalars
+        for (index, value) in reference.scalars.enumerated() {
+            var low = max(0, value - epsilon)
+            var high = min(1, value + epsilon)
+            while value - low > epsilon { low = low.nextUp }
+            while high - value > epsilon { high = high.nextDown }
+            lower[index] = low
+            upper[index] = high
+        }
         self.lower = lower
         self.upper = upper
     }
 
-    /// The bounds of some items (each item `itemSize` elements long), in the given order.
-    public func items(_ indices: [Int], itemSize: Int) -> PixelBox {
+    private init(lower: [Float], upper: [Float], itemSize: Int) {
+        self.lower = lower
+        self.upper = upper
+        self.itemSize = itemSize
+    }
+
+    /// The bounds of some items (images), in the given order, like ``Tensor/gathering(_:)``.
+    public func gathering(_ indices: [Int]) -> PixelBox {
         var lower: [Float] = [], upper: [Float] = []
         lower.reserveCapacity(indices.count * itemSize)
         upper.reserveCapacity(indices.count * itemSize)
@@ -81,15 +98,34 @@ public struct PixelBox: Sendable {
             lower += self.lower[index * itemSize..<(index + 1) * itemSize]
             upper += self.upper[index * itemSize..<(index + 1) * itemSize]
         }
-        return PixelBox(lower: lower, upper: upper)
+        return PixelBox(lower: lower, upper: upper, itemSize: itemSize)
     }
 
     /// Clips every element into the box.
     public func project(_ tensor: inout Tensor) {
         precondition(tensor.count == lower.count, "box and tensor sizes differ")
-        for index in tensor.scalars.indices {
-            tensor.scalars[index] = min(max(tensor.scalars[index], lower[index]), upper[index])
+        lower.withUnsafeBufferPointer { low in
+            upper.withUnsafeBufferPointer { high in
+                tensor.scalars.withUnsafeMutableBufferPointer { x in
+                    for index in 0..<x.count { x[index] = min(max(x[index], low[index]), high[index]) }
+                }
+            }
         }
+    }
+
+    /// One signed-gradient step, then back into the box: x ← project(x + α·sign(direction)).
+    /// A negative α descends. The L∞ step of PGD, BIM, FGSM, adversarial training and
+    /// the signed fooling search.
+    public func step(_ x: inout Tensor, signOf direction: Tensor, size alpha: Float) {
+        precondition(x.count == direction.count, "step and tensor sizes differ")
+        x.scalars.withUnsafeMutableBufferPointer { x in
+            direction.scalars.withUnsafeBufferPointer { g in
+                for index in 0..<x.count {
+                    x[index] += g[index] > 0 ? alpha : (g[index] < 0 ? -alpha : 0)
+                }
+            }
+        }
+        project(&x)
     }
 
     /// The nearest 8-bit image inside the box: each pixel rounded to a multiple of 1/255,
@@ -112,4 +148,18 @@ public struct PixelBox: Sendable {
 /// Rounds pixels to the 8-bit levels a PNG holds (values clamped to [0, 1]).
 public func quantizedToBytes(_ tensor: Tensor) -> Tensor {
     Tensor(shape: tensor.shape, scalars: tensor.scalars.map { (min(max($0, 0), 1) * 255).rounded() / 255 })
+}
+
+extension Tensor {
+    /// Adds uniform noise in [−radius, radius] to every element; row (image) `r` draws
+    /// from `generator(r)`, so an image's noise does not depend on the rest of the batch.
+    mutating func addUniformNoise(radius: Float, generator: (Int) -> SplitMix64) {
+        let size = itemCount
+        for row in 0..<batchSize {
+            var random = generator(row)
+            for index in row * size..<(row + 1) * size {
+                scalars[index] += radius * (2 * random.nextUnitFloat() - 1)
+            }
+        }
+    }
 }

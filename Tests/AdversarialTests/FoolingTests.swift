@@ -144,4 +144,36 @@ func isEightBit(_ tensor: Tensor) -> Bool {
         #expect(rounded.scalars.map { Int(($0 * 255).rounded()) } == [5, 15, 123, 250])
         #expect(maxDistance(rounded, reference) <= 0.02)
     }
+
+    @Test func projectingKeepsEpsilonExactlyInFloat() {
+        // 0.1 + 0.3 rounds to a Float above the true sum: the box's bounds are moved
+        // inwards so that |x − reference| ≤ ε holds as Float arithmetic computes it.
+        let values: [Float] = (0..<256).map { Float($0) / 255 } + [0.1, 0.7, 0.35]
+        let reference = Tensor(shape: [values.count, 1], scalars: values)
+        for epsilon: Float in [0.1, 0.3, 0.25, 1.0 / 3] {
+            let box = PixelBox(around: reference, epsilon: epsilon)
+            var far = Tensor(shape: reference.shape, scalars: values.map { $0 < 0.5 ? 2 : -1 })
+            box.project(&far)
+            var near = reference
+            box.step(&near, signOf: Tensor(shape: reference.shape, scalars: values.map { $0 < 0.5 ? 1 : -1 }), size: 1)
+            for x in [far, near] {
+                #expect(maxDistance(x, reference) <= epsilon)
+                #expect(x.scalars.allSatisfy { $0 >= 0 && $0 <= 1 })
+                // Pushed as far as the box allows: ε away, or at the edge of [0, 1].
+                for (value, moved) in zip(values, x.scalars) {
+                    #expect(abs(moved - value) >= min(epsilon, value < 0.5 ? 1 - value : value) - 1e-6)
+                }
+            }
+        }
+    }
+
+    @Test func gatheringTheBoxFollowsTheItems() {
+        let reference = Tensor(shape: [3, 2], scalars: [0, 0.1, 0.5, 0.6, 0.9, 1])
+        let gathered = PixelBox(around: reference, epsilon: 0.2).gathering([2, 0])
+        let direct = PixelBox(around: reference.gathering([2, 0]), epsilon: 0.2)
+        #expect(gathered.itemSize == 2)
+        #expect(gathered.lower == direct.lower)
+        #expect(gathered.upper == direct.upper)
+        #expect(gathered.lower[2] == 0 && abs(gathered.upper[3] - 0.3) < 1e-6)
+    }
 }

@@ -157,49 +157,6 @@ enum AttackMath {
     }
 }
 
-/// The L∞ ball of radius ε around clean images, intersected with [0, 1], with bounds
-/// rounded inwards so that `abs(x − clean) ≤ ε` holds in Float arithmetic for every
-/// pixel clipped into it (x + ε can round up past the true bound).
-struct LinfBudget {
-    /// Bounds, shaped like the images.
-    var lower: Tensor, upper: Tensor
-
-    init(around clean: Tensor, epsilon: Float) {
-        lower = clean
-        upper = clean
-        for index in clean.scalars.indices {
-            let value = clean.scalars[index]
-            var low = max(0, value - epsilon)
-            var high = min(1, value + epsilon)
-            while value - low > epsilon { low = low.nextUp }
-            while high - value > epsilon { high = high.nextDown }
-            lower.scalars[index] = low
-            upper.scalars[index] = high
-        }
-    }
-
-    private init(lower: Tensor, upper: Tensor) {
-        self.lower = lower
-        self.upper = upper
-    }
-
-    /// The bounds of some items, in the given order.
-    func gathering(_ rows: [Int]) -> LinfBudget {
-        LinfBudget(lower: lower.gathering(rows), upper: upper.gathering(rows))
-    }
-
-    /// Clips every pixel into the box.
-    func clip(_ x: inout Tensor) {
-        precondition(x.count == lower.count, "box and tensor sizes differ")
-        lower.scalars.withUnsafeBufferPointer { low in
-            upper.scalars.withUnsafeBufferPointer { high in
-                x.scalars.withUnsafeMutableBufferPointer { x in
-                    for index in 0..<x.count { x[index] = min(max(x[index], low[index]), high[index]) }
-                }
-            }
-        }
-    }
-}
 
 /// Projects each item of `x` onto the L2 ball of radius ε around the same item of
 /// `clean`, then into [0, 1] (clipping only shortens the perturbation, as the clean

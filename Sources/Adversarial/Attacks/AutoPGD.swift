@@ -77,7 +77,7 @@ public struct AutoPGD: FixedEpsilonAttack {
                 "the DLR loss needs at least \(needed) classes, the model has \(model.classCount)")
         }
         var ledger = AttackLedger(model: model, images: images, labels: labels, goal: goal, seed: seed)
-        let budget = LinfBudget(around: images, epsilon: epsilon)
+        let budget = PixelBox(around: images, epsilon: epsilon)
         let firstWindow = max(Int(0.22 * Float(steps)), 1)
         let shortestWindow = max(Int(0.06 * Float(steps)), 1)
         let windowDecrease = max(Int(0.03 * Float(steps)), 1)
@@ -126,7 +126,7 @@ public struct AutoPGD: FixedEpsilonAttack {
 
     /// A random point on the ball's surface, as AutoAttack draws it: x + ε·t/‖t‖∞ with t
     /// uniform in [−1, 1]^d, then clipped to [0, 1].
-    private func startingPoint(clean: Tensor, items: [Int], box: LinfBudget, restart: Int, seed: UInt64)
+    private func startingPoint(clean: Tensor, items: [Int], box: PixelBox, restart: Int, seed: UInt64)
         -> Tensor
     {
         var x = clean
@@ -137,7 +137,7 @@ public struct AutoPGD: FixedEpsilonAttack {
             let scale = epsilon / max(t.map(abs).max() ?? 1, 1e-12)
             for index in 0..<size { x.scalars[row * size + index] += scale * t[index] }
         }
-        box.clip(&x)
+        box.project(&x)
         return x
     }
 
@@ -178,9 +178,9 @@ public struct AutoPGD: FixedEpsilonAttack {
         var increases: [Int]
         var reducedAtLastCheck: [Bool]
         var bestLossAtLastCheck: [Float]
-        var box: LinfBudget
+        var box: PixelBox
 
-        init(items: [Int], x: Tensor, gradient: Tensor, losses: [Float], box: LinfBudget, stepSize: Float) {
+        init(items: [Int], x: Tensor, gradient: Tensor, losses: [Float], box: PixelBox, stepSize: Float) {
             self.items = items
             self.x = x
             previousX = x
@@ -210,7 +210,7 @@ public struct AutoPGD: FixedEpsilonAttack {
                     }
                 }
             }
-            box.clip(&z)
+            box.project(&z)
             var next = x
             next.scalars.withUnsafeMutableBufferPointer { next in
                 x.scalars.withUnsafeBufferPointer { x in
@@ -225,7 +225,7 @@ public struct AutoPGD: FixedEpsilonAttack {
                     }
                 }
             }
-            box.clip(&next)
+            box.project(&next)
             previousX = x
             x = next
         }

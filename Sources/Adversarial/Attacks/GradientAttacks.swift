@@ -29,7 +29,7 @@ struct GradientDescentEngine: Sendable {
     {
         try validateAttackInput(model: model, images: images, labels: labels, goal: goal)
         var ledger = AttackLedger(model: model, images: images, labels: labels, goal: goal, seed: seed)
-        let budget = norm == .linf ? LinfBudget(around: images, epsilon: epsilon) : nil
+        let budget = norm == .linf ? PixelBox(around: images, epsilon: epsilon) : nil
         // The engine ascends sign·CE(class): +1 raises the label's cross-entropy
         // (untargeted), −1 lowers the target's (targeted).
         let sign: Float = ledger.isTargeted ? -1 : 1
@@ -95,7 +95,7 @@ struct GradientDescentEngine: Sendable {
     /// point of the L∞ ball (Madry et al.) or of the L2 ball (Foolbox), clipped to [0, 1].
     /// Each image draws from its own stream (seed, restart, row), independent of the
     /// other images and of how the engine shards the batch.
-    private func startingPoint(clean: Tensor, items: [Int], box: LinfBudget?, restart: Int, seed: UInt64)
+    private func startingPoint(clean: Tensor, items: [Int], box: PixelBox?, restart: Int, seed: UInt64)
         -> Tensor
     {
         var x = clean
@@ -117,23 +117,16 @@ struct GradientDescentEngine: Sendable {
                 for index in range { x.scalars[index] += epsilon * (2 * generator.nextUnitFloat() - 1) }
             }
         }
-        if let box { box.clip(&x) } else { projectL2(&x, around: clean, epsilon: epsilon) }
+        if let box { box.project(&x) } else { projectL2(&x, around: clean, epsilon: epsilon) }
         return x
     }
 
     /// One ascent step along `direction`, then back into the ball and [0, 1].
-    private func take(step direction: Tensor, on x: inout Tensor, clean: Tensor, box: LinfBudget?) {
+    private func take(step direction: Tensor, on x: inout Tensor, clean: Tensor, box: PixelBox?) {
         let size = x.itemCount
         let alpha = stepSize
         if let box {
-            x.scalars.withUnsafeMutableBufferPointer { x in
-                direction.scalars.withUnsafeBufferPointer { g in
-                    for index in 0..<x.count {
-                        x[index] += g[index] > 0 ? alpha : (g[index] < 0 ? -alpha : 0)
-                    }
-                }
-            }
-            box.clip(&x)
+            box.step(&x, signOf: direction, size: alpha)
         } else {
             let norms = AttackMath.l2Norms(direction)
             x.scalars.withUnsafeMutableBufferPointer { x in

@@ -54,7 +54,7 @@ public struct SquareAttack: FixedEpsilonAttack {
         let (channels, height, width) = (shape[0], shape[1], shape[2])
         let size = channels * height * width
         var clean = images.gathering(items)
-        var box = LinfBudget(around: images, epsilon: epsilon).gathering(items)
+        var box = PixelBox(around: images, epsilon: epsilon).gathering(items)
         // One generator per image, carried from step to step, so that an image's draws do not
         // depend on which other images are still being attacked.
         var generators = items.map { SplitMix64(seed: seed, stream: 0x5A, UInt64($0)) }
@@ -71,7 +71,7 @@ public struct SquareAttack: FixedEpsilonAttack {
                 }
             }
         }
-        box.clip(&best)
+        box.project(&best)
         var logits = model.logits(best)
         ledger.addQueries(items)
         var loss = margins(logits: logits, items: items, ledger: ledger)
@@ -118,8 +118,8 @@ public struct SquareAttack: FixedEpsilonAttack {
                             for column in left..<left + side {
                                 let index = row * size + (channel * height + line) * width + column
                                 let value = min(
-                                    max(clean.scalars[index] + shift, box.lower.scalars[index]),
-                                    box.upper.scalars[index])
+                                    max(clean.scalars[index] + shift, box.lower[index]),
+                                    box.upper[index])
                                 if abs(value - best.scalars[index]) >= 1e-7 { changed = true }
                                 proposal.scalars[index] = value
                             }

@@ -117,9 +117,18 @@ public struct AttackResult: Sendable {
     public var iterations: [Int]
     /// Model evaluations per image (forward passes, with or without a backward pass).
     public var queries: [Int]
+    /// The model's class probabilities for each returned image [N, classes], from the
+    /// final check of success; no need to classify the adversarial images again.
+    public var probabilities: Tensor
+
+    /// The model's answer for each returned image.
+    public var predictions: [Int] { argmax(rows: probabilities) }
 
     /// Creates a result.
-    public init(adversarial: Tensor, success: [Bool], targets: [Int]?, iterations: [Int], queries: [Int]) {
+    public init(
+        adversarial: Tensor, success: [Bool], targets: [Int]?, iterations: [Int], queries: [Int], probabilities: Tensor
+    ) {
+        self.probabilities = probabilities
         self.adversarial = adversarial
         self.success = success
         self.targets = targets

@@ -30,13 +30,13 @@ public struct AttackReport: Sendable, Encodable {
     public let seconds: Double
     public let imagesPerSecond: Double
 
-    /// Builds the report from clean images, their labels, the attack's result and the
-    /// adversarial predictions.
+    /// Builds the report from clean images, their labels and predictions, and the
+    /// attack's result (which carries the adversarial predictions).
     public init(
-        attack: String, originals: Tensor, labels: [Int], cleanPredictions: [Int], adversarialPredictions: [Int],
-        result: AttackResult, seconds: Double
+        attack: String, originals: Tensor, labels: [Int], cleanPredictions: [Int], result: AttackResult, seconds: Double
     ) {
         let count = labels.count
+        let adversarialPredictions = result.predictions
         self.attack = attack
         images = count
         let correct = labels.indices.filter { cleanPredictions[$0] == labels[$0] }
@@ -82,5 +82,6 @@ public func runInBatches(
     let targets: [Int]? = parts.first?.targets == nil ? nil : parts.flatMap { $0.targets ?? [] }
     return AttackResult(
         adversarial: Tensor.concatenate(parts.map(\.adversarial)), success: parts.flatMap(\.success), targets: targets,
-        iterations: parts.flatMap(\.iterations), queries: parts.flatMap(\.queries))
+        iterations: parts.flatMap(\.iterations), queries: parts.flatMap(\.queries),
+        probabilities: parts.isEmpty ? Tensor(shape: [0, model.classCount]) : Tensor.concatenate(parts.map(\.probabilities)))
 }

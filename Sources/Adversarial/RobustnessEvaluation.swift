@@ -99,8 +99,8 @@ public struct RobustnessEvaluation: Sendable {
                 let result = try runInBatches(
                     attack, model: model, images: images.gathering(items), labels: items.map { labels[$0] }, goal: goal,
                     seed: seed)
-                // Success is re-checked as misclassification of the returned image.
-                let predictions = model.predictions(result.adversarial)
+                // Success counts as misclassification of the returned image.
+                let predictions = result.predictions
                 for (row, item) in items.enumerated() where predictions[row] != labels[item] {
                     robust[item] = false
                     if correctSet.contains(item) { survived -= 1 }
@@ -135,7 +135,7 @@ public struct RobustnessEvaluation: Sendable {
             let result = try runInBatches(
                 huge, model: model, images: images.gathering(sample), labels: sample.map { labels[$0] }, goal: .untargeted,
                 seed: seed)
-            let predictions = model.predictions(result.adversarial)
+            let predictions = result.predictions
             let left = zip(predictions, sample).filter { $0 == labels[$1] }.count
             let fraction = Double(left) / Double(sample.count)
             checks.append(

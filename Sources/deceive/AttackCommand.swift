@@ -96,11 +96,7 @@ struct AttackCommand: ParsableCommand {
             iterations or queries, and time.
             """)
 
-    @Option(help: "The checkpoint (.safetensors).")
-    var model: String
-
-    @Option(help: "Architecture, for files without one in their metadata.")
-    var arch: ArchitectureOption?
+    @OptionGroup var source: ModelOptions
 
     @Option(help: "fgsm, bim, pgd, pgd-l2, mifgsm, apgd-ce, apgd-dlr, cw, deepfool, jsma or square.")
     var method: AttackMethod
@@ -119,7 +115,6 @@ struct AttackCommand: ParsableCommand {
     var json = false
 
     func validate() throws {
-        _ = try arch?.resolved()
         try options.validateShared()
         guard count >= 1 else { throw ValidationError("--count must be at least 1, got \(count)") }
         if let epsilons = try options.epsilons(), epsilons.count > 1 {
@@ -133,7 +128,7 @@ struct AttackCommand: ParsableCommand {
     }
 
     private func attackTestImages() throws {
-        let checkpoint = try loadCheckpoint(model, architecture: arch)
+        let checkpoint = try source.load()
         let network = checkpoint.model
         let attack = try options.attack(method, epsilon: try options.epsilons()?.first)
         let goal = try options.goal()
@@ -149,15 +144,13 @@ struct AttackCommand: ParsableCommand {
             progress: { bar.draw(method.rawValue, done: $0, of: test.count, detail: "images") })
         let seconds = (clock.now - began).seconds
         bar.clear()
-        let adversarialProbabilities = network.probabilities(result.adversarial)
-        let adversarialPredictions = argmax(rows: adversarialProbabilities)
         let report = AttackReport(
             attack: method.rawValue, originals: images, labels: test.labels, cleanPredictions: cleanPredictions,
-            adversarialPredictions: adversarialPredictions, result: result, seconds: seconds)
+            result: result, seconds: seconds)
         if let output {
             try writeAttackOutput(
                 URL(fileURLWithPath: output), originals: images, labels: test.labels, result: result,
-                probabilities: adversarialProbabilities, cleanProbabilities: network.probabilities(images))
+                probabilities: result.probabilities, cleanProbabilities: network.probabilities(images))
         }
         if json {
             print(jsonText(report))

@@ -16,11 +16,7 @@ struct EvaluateCommand: ParsableCommand {
             only if it survives all of them; gradient-masking checks are printed with the result.
             """)
 
-    @Option(help: "The checkpoint (.safetensors).")
-    var model: String
-
-    @Option(help: "Architecture, for files without one in their metadata (seed, madry or a spec).")
-    var arch: ArchitectureOption?
+    @OptionGroup var source: ModelOptions
 
     @Option(help: "Dataset: mnist or fashion-mnist (default: the checkpoint's).")
     var dataset: DatasetName?
@@ -43,7 +39,6 @@ struct EvaluateCommand: ParsableCommand {
     var json = false
 
     func validate() throws {
-        _ = try arch?.resolved()
         if let count, count < 1 { throw ValidationError("--count must be at least 1, got \(count)") }
         if robust && attack != nil { throw ValidationError("give --attack or --robust, not both") }
         try attackOptions.validateShared()
@@ -78,14 +73,14 @@ struct EvaluateCommand: ParsableCommand {
 
     func run() throws {
         try runReportingErrors {
-            let checkpoint = try loadCheckpoint(model, architecture: arch)
+            let checkpoint = try source.load()
             let name =
                 dataset ?? checkpoint.metadata[Checkpoint.Key.dataset].flatMap(DatasetName.init(rawValue:)) ?? .mnist
             let store = DataStore(dataset: name, directory: dataDir.map { URL(fileURLWithPath: $0) })
             var test = try store.load(log: { printError($0) }).test
             if let count { test = test.prefix(count) }
             guard checkpoint.model.classCount == 10 else {
-                throw Failure("\(model): the model scores \(checkpoint.model.classCount) classes, the dataset has 10")
+                throw Failure("\(source.model): the model scores \(checkpoint.model.classCount) classes, the dataset has 10")
             }
             if let attack {
                 try curve(checkpoint.model, attack, images: test.allImages, labels: test.labels)
@@ -113,7 +108,7 @@ struct EvaluateCommand: ParsableCommand {
             bar.clear()
             let report = AttackReport(
                 attack: method.rawValue, originals: images, labels: labels, cleanPredictions: clean,
-                adversarialPredictions: predict(network, result.adversarial), result: result,
+                result: result,
                 seconds: (clock.now - began).seconds)
             points.append(CurvePoint(epsilon: epsilon ?? (attack as? any FixedEpsilonAttack)?.epsilon, report: report))
         }
@@ -121,7 +116,7 @@ struct EvaluateCommand: ParsableCommand {
             print(jsonText(points))
             return
         }
-        print("\(model) under \(method.rawValue) on \(labels.count) test images")
+        print("\(source.model) under \(method.rawValue) on \(labels.count) test images")
         print("     ε   robust accuracy   success rate   seconds")
         for point in points {
             print(
@@ -145,7 +140,7 @@ struct EvaluateCommand: ParsableCommand {
             print(jsonText(report))
             return
         }
-        print("\(model): robust accuracy at ε = \(epsilon) (L∞) on \(report.images) test images")
+        print("\(source.model): robust accuracy at ε = \(epsilon) (L∞) on \(report.images) test images")
         print("  clean accuracy            \(percent(report.cleanAccuracy))")
         for member in report.members {
             print("  \(member.name.padding(toLength: 24, withPad: " ", startingAt: 0))  \(percent(member.robustAccuracy))"
@@ -174,14 +169,14 @@ struct EvaluateCommand: ParsableCommand {
         let correct = (0..<10).reduce(0) { $0 + matrix[$1][$1] }
         let perClass = (0..<10).map { Double(matrix[$0][$0]) / Double(max(matrix[$0].reduce(0, +), 1)) }
         let report = Report(
-            model: model, dataset: name.rawValue, images: test.count, accuracy: Double(correct) / Double(test.count),
+            model: source.model, dataset: name.rawValue, images: test.count, accuracy: Double(correct) / Double(test.count),
             perClassAccuracy: perClass, confusionMatrix: matrix, seconds: seconds,
             imagesPerSecond: Double(test.count) / max(seconds, 1e-9))
         if json {
             print(jsonText(report))
             return
         }
-        print("\(model) on \(test.count) \(name.rawValue) test images: accuracy \(percent(report.accuracy)) (\(correct)/\(test.count))")
+        print("\(source.model) on \(test.count) \(name.rawValue) test images: accuracy \(percent(report.accuracy)) (\(correct)/\(test.count))")
         print(String(format: "%.2f s, %.0f images/s", seconds, report.imagesPerSecond))
         print("\nper class:")
         for digit in 0..<10 {

@@ -15,11 +15,7 @@ struct FoolCommand: ParsableCommand {
             reported is the one a user gets from the file.
             """)
 
-    @Option(help: "The checkpoint (.safetensors).")
-    var model: String
-
-    @Option(help: "Architecture, for files without one in their metadata.")
-    var arch: ArchitectureOption?
+    @OptionGroup var source: ModelOptions
 
     @Option(help: "The digit to fool the model into seeing (0–9).")
     var target: Int?
@@ -66,7 +62,6 @@ struct FoolCommand: ParsableCommand {
     var json = false
 
     func validate() throws {
-        _ = try arch?.resolved()
         if all && target != nil { throw ValidationError("give --target or --all, not both") }
         if !all && target == nil { throw ValidationError("say which digit to fool the model into: --target D, or --all") }
         if let target, !(0...9).contains(target) { throw ValidationError("--target must be a digit 0–9, got \(target)") }
@@ -138,10 +133,10 @@ struct FoolCommand: ParsableCommand {
     }
 
     private func fool() throws {
-        let checkpoint = try loadCheckpoint(model, architecture: arch)
+        let checkpoint = try source.load()
         let network = checkpoint.model
         guard network.architecture.inputShape == [1, 28, 28] else {
-            throw Failure("\(model): fooling needs a model of 1×28×28 grey images")
+            throw Failure("\(source.model): fooling needs a model of 1×28×28 grey images")
         }
         let targets = all ? Array(0..<10) : [target ?? 0]
         let startKind: FoolingStart
@@ -211,14 +206,14 @@ struct FoolCommand: ParsableCommand {
                 "targets": Tensor(shape: [targets.count], scalars: targets.map(Float.init)),
                 "probabilities": rereadProbabilities,
             ],
-            metadata: ["model": model, "command": commandLine])
+            metadata: ["model": source.model, "command": commandLine])
         do {
             try tensors.write(to: outputURL.appendingPathComponent("fooling.safetensors"))
         } catch {
             throw Failure(error.description)
         }
         let summary = Summary(
-            model: model, method: method.rawValue, loss: loss.rawValue, start: start, within: within,
+            model: source.model, method: method.rawValue, loss: loss.rawValue, start: start, within: within,
             requestedConfidence: confidence, output: output, seconds: seconds, targets: summaries)
         try writeText(jsonText(summary), to: outputURL.appendingPathComponent("summary.json"))
         if json {

@@ -7,11 +7,7 @@ struct PredictCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "predict", abstract: "Classify 28×28 grey PNG images (larger ones are scaled down).")
 
-    @Option(help: "The checkpoint (.safetensors).")
-    var model: String
-
-    @Option(help: "Architecture, for files without one in their metadata.")
-    var arch: ArchitectureOption?
+    @OptionGroup var source: ModelOptions
 
     @Argument(help: "PNG files.")
     var images: [String]
@@ -20,7 +16,6 @@ struct PredictCommand: ParsableCommand {
     var json = false
 
     func validate() throws {
-        _ = try arch?.resolved()
         if images.isEmpty { throw ValidationError("give at least one PNG file") }
     }
 
@@ -33,9 +28,9 @@ struct PredictCommand: ParsableCommand {
 
     func run() throws {
         try runReportingErrors {
-            let checkpoint = try loadCheckpoint(model, architecture: arch)
+            let checkpoint = try source.load()
             guard checkpoint.model.architecture.inputShape == [1, 28, 28] else {
-                throw Failure("\(model): predict needs a model of 1×28×28 grey images")
+                throw Failure("\(source.model): predict needs a model of 1×28×28 grey images")
             }
             let inputs = Tensor.concatenate(try images.map(readImageForModel))
             let probabilities = checkpoint.model.probabilities(inputs)

@@ -342,8 +342,10 @@ struct ReportBuilder {
             blocks: blocks)
     }
 
-    /// Runs an attack on the first `count` test digits.
-    func attack(_ method: AttackMethod, model: Model, epsilon: Float? = nil) throws -> (AttackResult, AttackReport) {
+    /// Runs an attack on the first `count` test digits, whose clean predictions are given.
+    func attack(_ method: AttackMethod, model: Model, cleanPredictions: [Int], epsilon: Float? = nil) throws
+        -> (result: AttackResult, report: AttackReport)
+    {
         let test = dataset.test.prefix(count)
         let images = test.allImages
         // Square's default budget (5,000 queries) is for evaluations; 1,000 keeps the report quick.
@@ -353,8 +355,8 @@ struct ReportBuilder {
         let result = try runInBatches(attack, model: model, images: images, labels: test.labels, goal: .untargeted, seed: 1)
         let seconds = (clock.now - began).seconds
         let report = AttackReport(
-            attack: method.rawValue, originals: images, labels: test.labels, cleanPredictions: predict(model, images),
-            adversarialPredictions: predict(model, result.adversarial), result: result, seconds: seconds)
+            attack: method.rawValue, originals: images, labels: test.labels, cleanPredictions: cleanPredictions,
+            result: result, seconds: seconds)
         return (result, report)
     }
 
@@ -363,17 +365,19 @@ struct ReportBuilder {
         let test = dataset.test.prefix(count)
         let images = test.allImages
         let clean = model.probabilities(images)
+        let cleanPredictions = argmax(rows: clean)
         var blocks: [HTMLReport.Block] = []
         var rows: [[String]] = []
         for method: AttackMethod in [.fgsm, .pgd, .apgdCE, .mifgsm, .cw, .deepfool, .jsma, .square] {
-            let (result, report) = try attack(method, model: model, epsilon: method == .fgsm || method == .pgd || method == .apgdCE || method == .mifgsm || method == .square ? 0.1 : nil)
+            let fixedBudget: Set<AttackMethod> = [.fgsm, .pgd, .apgdCE, .mifgsm, .square]
+            let (result, report) = try attack(
+                method, model: model, cleanPredictions: cleanPredictions, epsilon: fixedBudget.contains(method) ? 0.1 : nil)
             rows.append([
                 method.rawValue, percent(report.robustAccuracy), percent(report.successRate),
                 report.l0.map { String(format: "%.0f", $0.mean) } ?? "–", report.l2.map { String(format: "%.2f", $0.mean) } ?? "–",
                 report.linf.map { String(format: "%.3f", $0.mean) } ?? "–", String(format: "%.1f", report.meanQueries),
                 String(format: "%.2f", report.seconds),
             ])
-            let adversarial = model.probabilities(result.adversarial)
             let shown = Array(0..<min(8, test.count))
             func caption(_ p: Tensor, _ row: Int) -> String {
                 let best = (0..<10).max { p.scalars[row * 10 + $0] < p.scalars[row * 10 + $1] } ?? 0
@@ -382,7 +386,7 @@ struct ReportBuilder {
             let image = grid([
                 ("original", shown.map { ImageGrid.Cell(GreyImage(images.batch($0..<$0 + 1)), caption: caption(clean, $0)) }),
                 ("change", shown.map { ImageGrid.Cell(RGBImage(perturbation: result.adversarial.batch($0..<$0 + 1) - images.batch($0..<$0 + 1))) }),
-                ("attacked", shown.map { ImageGrid.Cell(GreyImage(result.adversarial.batch($0..<$0 + 1)), caption: caption(adversarial, $0)) }),
+                ("attacked", shown.map { ImageGrid.Cell(GreyImage(result.adversarial.batch($0..<$0 + 1)), caption: caption(result.probabilities, $0)) }),
             ])
             blocks.append(.heading(method.rawValue))
             blocks.append(
@@ -409,8 +413,9 @@ struct ReportBuilder {
         var rows: [[String]] = []
         for (name, checkpoint) in [("standard", self.checkpoint)] + (robust.map { [("robust", $0)] } ?? []) {
             var accuracies: [Double] = []
+            let cleanPredictions = predict(checkpoint.model, dataset.test.prefix(count).allImages)
             for epsilon in epsilons {
-                let (_, report) = try attack(.pgd, model: checkpoint.model, epsilon: max(epsilon, 0))
+                let (_, report) = try attack(.pgd, model: checkpoint.model, cleanPredictions: cleanPredictions, epsilon: epsilon)
                 accuracies.append(report.robustAccuracy)
             }
             series.append(.init(name, x: epsilons.map(Double.init), y: accuracies, dashed: name == "robust"))

@@ -75,6 +75,21 @@ struct ArchitectureOption: ExpressibleByArgument {
     }
 }
 
+/// `--model FILE [--arch A]`: the checkpoint a command reads, shared by the commands
+/// that use a trained model.
+struct ModelOptions: ParsableArguments {
+    @Option(help: "The checkpoint (.safetensors).")
+    var model: String
+
+    @Option(help: "Architecture, for files without one in their metadata (seed, madry or a spec).")
+    var arch: ArchitectureOption?
+
+    func validate() throws { _ = try arch?.resolved() }
+
+    /// Loads the checkpoint; errors name the file.
+    func load() throws -> Checkpoint { try loadCheckpoint(model, architecture: arch) }
+}
+
 /// Loads a checkpoint, with `--arch` when given; errors become one line.
 func loadCheckpoint(_ path: String, architecture: ArchitectureOption?) throws -> Checkpoint {
     let resolved = try architecture?.resolved()

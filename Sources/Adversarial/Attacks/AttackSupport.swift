@@ -103,16 +103,19 @@ struct AttackLedger {
     /// sizes (the batch is cut into shards differently), which matters for images that sit
     /// right at the decision boundary, as minimisation attacks leave them. One query each.
     mutating func verified(model: Model) -> AttackResult {
+        var probabilities = Tensor(shape: [0, model.classCount])
         if !labels.isEmpty {
-            let met = meets(logits: model.logits(adversarial), items: Array(labels.indices))
+            let logits = model.logits(adversarial)
+            let met = meets(logits: logits, items: Array(labels.indices))
             for item in labels.indices {
                 success[item] = met[item] && !hopeless[item]
                 queries[item] += 1
             }
+            probabilities = softmax(logits)
         }
         return AttackResult(
             adversarial: adversarial, success: success, targets: targets, iterations: iterations,
-            queries: queries)
+            queries: queries, probabilities: probabilities)
     }
 }
 

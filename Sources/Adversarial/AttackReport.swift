@@ -68,6 +68,11 @@ public func runInBatches(
     _ attack: any Attack, model: Model, images: Tensor, labels: [Int], goal: AttackGoal, seed: UInt64,
     batchSize: Int = 500, progress: ((Int) -> Void)? = nil
 ) throws(AdversarialError) -> AttackResult {
+    guard !labels.isEmpty else {
+        return AttackResult(
+            adversarial: images, success: [], targets: nil, iterations: [], queries: [],
+            probabilities: Tensor(shape: [0, model.classCount]))
+    }
     var parts: [AttackResult] = []
     for start in stride(from: 0, to: labels.count, by: batchSize) {
         let range = start..<min(start + batchSize, labels.count)
@@ -83,5 +88,5 @@ public func runInBatches(
     return AttackResult(
         adversarial: Tensor.concatenate(parts.map(\.adversarial)), success: parts.flatMap(\.success), targets: targets,
         iterations: parts.flatMap(\.iterations), queries: parts.flatMap(\.queries),
-        probabilities: parts.isEmpty ? Tensor(shape: [0, model.classCount]) : Tensor.concatenate(parts.map(\.probabilities)))
+        probabilities: Tensor.concatenate(parts.map(\.probabilities)))
 }

@@ -138,7 +138,11 @@ public struct PixelBox: Sendable {
         for index in result.scalars.indices {
             let lowLevel = (lower[index] * 255 - 1e-3).rounded(.up)
             let highLevel = (upper[index] * 255 + 1e-3).rounded(.down)
-            let level = min(max((tensor.scalars[index] * 255).rounded(), lowLevel), highLevel)
+            var level = min(max((tensor.scalars[index] * 255).rounded(), lowLevel), highLevel)
+            // The tolerance above lets a level whose Float lies an ulp outside through
+            // (ε = 51/255, say): move it one level inwards, so the box's promise holds.
+            if level / 255 > upper[index] { level -= 1 }
+            if level / 255 < lower[index] { level += 1 }
             result.scalars[index] = level / 255
         }
         return result

@@ -150,7 +150,7 @@ struct AttackCommand: ParsableCommand {
         if let output {
             try writeAttackOutput(
                 URL(fileURLWithPath: output), originals: images, labels: test.labels, result: result,
-                probabilities: result.probabilities, cleanProbabilities: network.probabilities(images))
+                cleanProbabilities: network.probabilities(images))
         }
         if json {
             print(jsonText(report))
@@ -181,10 +181,10 @@ func printAttackReport(_ report: AttackReport, epsilon: Float?) {
 /// `adversarial.safetensors` and a gallery of the first 10 images: originals, amplified
 /// perturbations, adversarials, each with its label and confidence.
 func writeAttackOutput(
-    _ directory: URL, originals: Tensor, labels: [Int], result: AttackResult, probabilities: Tensor,
-    cleanProbabilities: Tensor
+    _ directory: URL, originals: Tensor, labels: [Int], result: AttackResult, cleanProbabilities: Tensor
 ) throws {
-    let predictions = argmax(rows: probabilities)
+    let probabilities = result.probabilities
+    let predictions = result.predictions
     let file = Safetensors(
         tensors: [
             "original": originals, "adversarial": result.adversarial,

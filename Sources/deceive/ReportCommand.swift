@@ -449,7 +449,7 @@ struct ReportBuilder {
                     .image(
                         png: try picture(grid(runs.map { ($0.name, cells($0.result)) }, scale: 4), name: "fooling-robust.png"),
                         alt: "fooling the robust model",
-                        caption: "The fooling of the first section, from the same noise, against the robust model. Digits reaching 99% — \(counts.joined(separator: "; ")). The standard model's numbers are in the fooling section's ε table.")))
+                        caption: "The fooling section's runs, from the same noise, against the robust model. Digits reaching 99% — \(counts.joined(separator: "; ")). For the standard model see the fooling section: its first figure (unconstrained) and its ε table (within ε).")))
             blocks.append(
                 .table(
                     .init(

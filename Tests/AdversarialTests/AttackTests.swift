@@ -27,6 +27,9 @@ import Testing
         // The flags are what re-classifying the returned images says.
         let predictions = smallModel.predictions(result.adversarial)
         #expect(result.success == zip(predictions, labels).map { $0 != $1 })
+        // The result's probabilities are the model's on the returned images.
+        #expect(result.probabilities == smallModel.probabilities(result.adversarial))
+        #expect(result.predictions == predictions)
         // Images the model already gets wrong are adversarial as they are.
         for item in labels.indices where !cleanCorrect[item] {
             #expect(result.success[item] && result.iterations[item] == 0)
@@ -48,6 +51,21 @@ import Testing
             let distances = method.norm.distances(result.adversarial, images)
             #expect(fooled.allSatisfy { distances[$0] > 0 })
         }
+    }
+
+    @Test func batchesConcatenateInOrder() throws {
+        let attack = try AttackMethod.pgd.make(quickParameters(.pgd))
+        let images = attackSet.images.batch(0..<7), labels = Array(attackSet.labels.prefix(7))
+        let batched = try runInBatches(attack, model: smallModel, images: images, labels: labels, goal: .untargeted, seed: 5, batchSize: 3)
+        #expect(batched.adversarial.shape == images.shape && batched.probabilities.shape == [7, 10])
+        // Each batch's rows are the model's probabilities for that batch (a GEMM's rounding
+        // may depend on the batch size, so they are compared batch by batch).
+        for range in [0..<3, 3..<6, 6..<7] {
+            #expect(batched.probabilities.batch(range) == smallModel.probabilities(batched.adversarial.batch(range)))
+        }
+        #expect(batched.success.count == 7 && batched.queries.count == 7)
+        let none = try runInBatches(attack, model: smallModel, images: images.batch(0..<0), labels: [], goal: .untargeted, seed: 5)
+        #expect(none.success.isEmpty && none.probabilities.shape == [0, 10])
     }
 
     static let targetedMethods = AttackMethod.allCases.filter { $0 != .deepfool }

@@ -146,11 +146,11 @@ func isEightBit(_ tensor: Tensor) -> Bool {
     }
 
     @Test func projectingKeepsEpsilonExactlyInFloat() {
-        // 0.1 + 0.3 rounds to a Float above the true sum: the box's bounds are moved
-        // inwards so that |x − reference| ≤ ε holds as Float arithmetic computes it.
+        // Float(0.7) + Float(0.1) − Float(0.7) > Float(0.1): without moving the bounds
+        // inwards, |x − reference| ≤ ε would fail as Float arithmetic computes it.
         let values: [Float] = (0..<256).map { Float($0) / 255 } + [0.1, 0.7, 0.35]
         let reference = Tensor(shape: [values.count, 1], scalars: values)
-        for epsilon: Float in [0.1, 0.3, 0.25, 1.0 / 3] {
+        for epsilon: Float in [0.1, 0.2, 0.3, 0.25, 1.0 / 3] {
             let box = PixelBox(around: reference, epsilon: epsilon)
             var far = Tensor(shape: reference.shape, scalars: values.map { $0 < 0.5 ? 2 : -1 })
             box.project(&far)
@@ -163,6 +163,15 @@ func isEightBit(_ tensor: Tensor) -> Bool {
                 for (value, moved) in zip(values, x.scalars) {
                     #expect(abs(moved - value) >= min(epsilon, value < 0.5 ? 1 - value : value) - 1e-6)
                 }
+            }
+            // What a PNG holds stays inside too, for 8-bit references (0.2 is 51/255: the
+            // 51st level lies an ulp outside for some), and at most one level short.
+            let levels = Array(0..<256)
+            let bytes = reference.gathering(levels)
+            let saved = PixelBox(around: bytes, epsilon: epsilon).quantize(far.gathering(levels))
+            #expect(maxDistance(saved, bytes) <= epsilon)
+            for (value, moved) in zip(bytes.scalars, saved.scalars) {
+                #expect(abs(moved - value) >= min(epsilon, value < 0.5 ? 1 - value : value) - 1.001 / 255)
             }
         }
     }

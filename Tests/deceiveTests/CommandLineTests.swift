@@ -43,6 +43,10 @@ func temporaryDirectory() throws -> URL {
         ["train", "--limit", "0"],
         ["evaluate"],
         ["evaluate", "--model", "x", "--count", "0"],
+        ["evaluate", "--model", "x", "--arch", "conv3x3"],
+        ["attack", "--model", "x", "--method", "pgd", "--arch", "dense10"],
+        ["fool", "--model", "x", "--all", "--arch", "conv3x3"],
+        ["predict", "--model", "x", "--arch", "dense10", "x.png"],
         ["bogus"],
     ])
     func usageErrorsExitWithStatus2(arguments: [String]) {

@@ -89,7 +89,13 @@ struct TrainCommand: ParsableCommand {
         }
         if let limit, limit < 1 { throw ValidationError("--limit must be at least 1, got \(limit)") }
         guard !output.isEmpty else { throw ValidationError("--output must name a file") }
-        _ = try arch.resolved()
+        let architecture = try arch.resolved()
+        // Both datasets have 10 classes; a description that ends elsewhere would train a
+        // model that can never be right.
+        guard architecture.classCount == 10 else {
+            throw ValidationError(
+                "--arch '\(arch.text)': it outputs \(architecture.classCount) scores, but the dataset has 10 classes: end with dense10")
+        }
         guard epsWarmup.isFinite, epsWarmup >= 0 else { throw ValidationError("--eps-warmup must be ≥ 0 epochs") }
         _ = try adversarialTraining()
     }

@@ -39,6 +39,8 @@ func temporaryDirectory() throws -> URL {
         ["train", "--learning-rate", "-1"],
         ["train", "--schedule", "sometimes"],
         ["train", "--arch", "conv3x3"],
+        ["train", "--arch", "flatten"],
+        ["train", "--arch", "conv8k3 relu flatten dense7"],
         ["train", "--dataset", "cifar"],
         ["train", "--limit", "0"],
         ["evaluate"],

@@ -140,6 +140,23 @@ public struct Model: Sendable {
     /// The predicted class of each item.
     public func predictions(_ input: Tensor) -> [Int] { argmax(rows: logits(input)) }
 
+    /// The predicted class of each item of a large set, `batchSize` items at a time
+    /// (bounded memory).
+    public func predictions(_ input: Tensor, batchSize: Int) -> [Int] {
+        var predictions: [Int] = []
+        predictions.reserveCapacity(input.batchSize)
+        for start in stride(from: 0, to: input.batchSize, by: max(batchSize, 1)) {
+            predictions += self.predictions(input.batch(start..<min(start + batchSize, input.batchSize)))
+        }
+        return predictions
+    }
+
+    /// The fraction of `images` classified as `labels`, 1,000 images at a time.
+    public func accuracy(_ images: Tensor, labels: [Int]) -> Double {
+        let predictions = predictions(images, batchSize: 1000)
+        return Double(zip(predictions, labels).filter { $0 == $1 }.count) / Double(max(labels.count, 1))
+    }
+
     /// A forward and backward pass of a batch under `loss`.
     ///
     /// - Parameters:

@@ -135,7 +135,7 @@ struct AttackCommand: ParsableCommand {
         let test = try data.store.load(log: { printError($0) }).test.prefix(count)
         if let output { try prepareOutputDirectory(URL(fileURLWithPath: output)) }
         let images = test.allImages
-        let cleanPredictions = predict(network, images)
+        let cleanPredictions = network.predictions(images, batchSize: 1000)
         var bar = ProgressBar()
         let clock = ContinuousClock()
         let began = clock.now

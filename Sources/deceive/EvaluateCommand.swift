@@ -94,7 +94,7 @@ struct EvaluateCommand: ParsableCommand {
 
     private func curve(_ network: Model, _ method: AttackMethod, images: Tensor, labels: [Int]) throws {
         let goal = try attackOptions.goal()
-        let clean = predict(network, images)
+        let clean = network.predictions(images, batchSize: 1000)
         var points: [CurvePoint] = []
         for epsilon in try attackOptions.epsilons().map({ $0.map(Optional.some) }) ?? [nil] {
             let attack = try attackOptions.attack(method, epsilon: epsilon)
@@ -162,7 +162,7 @@ struct EvaluateCommand: ParsableCommand {
         let images = test.allImages
         let clock = ContinuousClock()
         let start = clock.now
-        let predictions = predict(network, images)
+        let predictions = network.predictions(images, batchSize: 1000)
         let seconds = (clock.now - start).seconds
         var matrix = [[Int]](repeating: [Int](repeating: 0, count: 10), count: 10)
         for (truth, guess) in zip(test.labels, predictions) { matrix[truth][guess] += 1 }

@@ -198,7 +198,7 @@ struct ReportBuilder {
         }
         rows.append(["", "total", "", String(model.parameterCount)])
         let images = dataset.test.allImages
-        let predictions = predict(model, images)
+        let predictions = model.predictions(images, batchSize: 1000)
         var matrix = [[Int]](repeating: [Int](repeating: 0, count: 10), count: 10)
         for (truth, guess) in zip(dataset.test.labels, predictions) { matrix[truth][guess] += 1 }
         let accuracy = Double((0..<10).reduce(0) { $0 + matrix[$1][$1] }) / Double(dataset.test.count)
@@ -413,7 +413,7 @@ struct ReportBuilder {
         var rows: [[String]] = []
         for (name, checkpoint) in [("standard", self.checkpoint)] + (robust.map { [("robust", $0)] } ?? []) {
             var accuracies: [Double] = []
-            let cleanPredictions = predict(checkpoint.model, dataset.test.prefix(count).allImages)
+            let cleanPredictions = checkpoint.model.predictions(dataset.test.prefix(count).allImages, batchSize: 1000)
             for epsilon in epsilons {
                 let (_, report) = try attack(.pgd, model: checkpoint.model, cleanPredictions: cleanPredictions, epsilon: epsilon)
                 accuracies.append(report.robustAccuracy)

@@ -256,7 +256,7 @@ struct TrainCommand: ParsableCommand {
             }
         }
         let evaluate: (Model) -> Double? = { model in
-            accuracy(of: model, images: testImages, labels: dataset.test.labels)
+            model.accuracy(testImages, labels: dataset.test.labels)
         }
         let history: [EpochRecord]
         do {
@@ -347,22 +347,6 @@ func checkWritable(_ url: URL) throws {
     guard FileManager.default.isWritableFile(atPath: directory.path) else {
         throw Failure("\(directory.path): the output directory is not writable")
     }
-}
-
-/// The fraction of `images` that `model` classifies as `labels`, in batches of 1,000.
-func accuracy(of model: Model, images: Tensor, labels: [Int]) -> Double {
-    let predictions = predict(model, images)
-    return Double(zip(predictions, labels).filter { $0 == $1 }.count) / Double(max(labels.count, 1))
-}
-
-/// Predictions for a large set, in batches of 1,000 (bounded memory).
-func predict(_ model: Model, _ images: Tensor) -> [Int] {
-    var predictions: [Int] = []
-    predictions.reserveCapacity(images.batchSize)
-    for start in stride(from: 0, to: images.batchSize, by: 1000) {
-        predictions += model.predictions(images.batch(start..<min(start + 1000, images.batchSize)))
-    }
-    return predictions
 }
 
 extension AdversarialTraining.Method: ExpressibleByArgument {}

@@ -23,15 +23,6 @@ import Testing
         try Checkpoint.load(from: Self.models.appendingPathComponent(name))
     }
 
-    func accuracy(_ model: Model, images: Tensor, labels: [Int]) -> Double {
-        var correct = 0
-        for start in stride(from: 0, to: labels.count, by: 1000) {
-            let range = start..<min(start + 1000, labels.count)
-            correct += zip(model.predictions(images.batch(range)), labels[range]).filter { $0 == $1 }.count
-        }
-        return Double(correct) / Double(labels.count)
-    }
-
     /// Robust accuracy: correct on the clean image and on the attack's image.
     func robustAccuracy(_ model: Model, _ method: AttackMethod, epsilon: Float, count: Int) throws -> Double {
         let part = test.prefix(count)
@@ -48,7 +39,7 @@ import Testing
         let checkpoint = try shipped("mnist-cnn.safetensors")
         let model = checkpoint.model
         // models/README.md: 99.35% on all 10,000.
-        #expect(accuracy(model, images: test.allImages, labels: test.labels) >= 0.993)
+        #expect(model.accuracy(test.allImages, labels: test.labels) >= 0.993)
         #expect(checkpoint.metadata[Checkpoint.Key.architectureName] == "seed")
         // PGD-40 at ε = 0.3 breaks every digit (0% on the first 1,000).
         #expect(try robustAccuracy(model, .pgd, epsilon: 0.3, count: 1000) <= 0.005)
@@ -68,7 +59,7 @@ import Testing
     @Test func robustModelHoldsItsAccuracyAndItsRobustness() throws {
         let model = try shipped("mnist-cnn-robust.safetensors").model
         // models/README.md: 98.75% clean on all 10,000 (acceptance ≥ 98.5%).
-        #expect(accuracy(model, images: test.allImages, labels: test.labels) >= 0.985)
+        #expect(model.accuracy(test.allImages, labels: test.labels) >= 0.985)
         // APGD-CE at ε = 0.3 on the first 1,000 (harder than the rest): 92.30% measured;
         // the full ensemble on all 10,000 gives 91.35%.
         #expect(try robustAccuracy(model, .apgdCE, epsilon: 0.3, count: 1000) >= 0.91)

@@ -66,7 +66,11 @@ struct AttackLedger {
 
     /// Whether each row of `logits` (row `r` belongs to `items[r]`) meets the criterion.
     func meets(logits: Tensor, items: [Int]) -> [Bool] {
-        let probabilities = softmax(logits)
+        meets(probabilities: softmax(logits), items: items)
+    }
+
+    /// The same from probabilities already computed.
+    func meets(probabilities: Tensor, items: [Int]) -> [Bool] {
         let classes = probabilities.shape[1]
         return items.enumerated().map { row, item in
             criterion.isMet(
@@ -105,13 +109,12 @@ struct AttackLedger {
     mutating func verified(model: Model) -> AttackResult {
         var probabilities = Tensor(shape: [0, model.classCount])
         if !labels.isEmpty {
-            let logits = model.logits(adversarial)
-            let met = meets(logits: logits, items: Array(labels.indices))
+            probabilities = model.probabilities(adversarial)
+            let met = meets(probabilities: probabilities, items: Array(labels.indices))
             for item in labels.indices {
                 success[item] = met[item] && !hopeless[item]
                 queries[item] += 1
             }
-            probabilities = softmax(logits)
         }
         return AttackResult(
             adversarial: adversarial, success: success, targets: targets, iterations: iterations,

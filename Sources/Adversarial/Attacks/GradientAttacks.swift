@@ -100,12 +100,13 @@ struct GradientDescentEngine: Sendable {
     {
         var x = clean
         guard randomStart, epsilon > 0 else { return x }
-        let size = x.itemCount
-        for (row, item) in items.enumerated() {
-            var generator = SplitMix64(seed: seed, stream: 0x96D, UInt64(restart), UInt64(item))
-            let range = row * size..<(row + 1) * size
-            switch norm {
-            case .l2:
+        let stream = { (row: Int) in SplitMix64(seed: seed, stream: 0x96D, UInt64(restart), UInt64(items[row])) }
+        switch norm {
+        case .l2:
+            let size = x.itemCount
+            for row in items.indices {
+                var generator = stream(row)
+                let range = row * size..<(row + 1) * size
                 // A Gaussian direction has a uniform angle; radius ε·u^(1/d) makes the
                 // point uniform in the ball's volume.
                 var direction = range.map { _ in generator.nextGaussian() }
@@ -113,9 +114,9 @@ struct GradientDescentEngine: Sendable {
                 let radius = epsilon * powf(generator.nextUnitFloat(), 1 / Float(size))
                 for index in direction.indices { direction[index] *= radius / length }
                 for (offset, index) in range.enumerated() { x.scalars[index] += direction[offset] }
-            case .linf, .l0:
-                for index in range { x.scalars[index] += epsilon * (2 * generator.nextUnitFloat() - 1) }
             }
+        case .linf, .l0:
+            x.addUniformNoise(radius: epsilon, generator: stream)
         }
         if let box { box.project(&x) } else { projectL2(&x, around: clean, epsilon: epsilon) }
         return x

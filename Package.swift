@@ -15,12 +15,9 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
     ],
     targets: [
-        // OpenBLAS's cblas.h on Linux; Apple platforms use Accelerate instead.
-        .systemLibrary(
-            name: "CBLAS",
-            pkgConfig: "openblas",
-            providers: [.apt(["libopenblas-dev"])]
-        ),
+        // OpenBLAS on Linux, loaded at run time so that its kernel is chosen from the CPU's
+        // features (Sources/COpenBLAS/include/COpenBLAS.h says why); Apple platforms use Accelerate.
+        .target(name: "COpenBLAS", linkerSettings: [.linkedLibrary("dl", .when(platforms: [.linux]))]),
         .systemLibrary(
             name: "CZlib",
             pkgConfig: "zlib",
@@ -33,7 +30,7 @@ let package = Package(
         ),
         .target(
             name: "NeuralNet",
-            dependencies: [.target(name: "CBLAS", condition: .when(platforms: [.linux]))]
+            dependencies: [.target(name: "COpenBLAS", condition: .when(platforms: [.linux]))]
         ),
         .target(
             name: "Datasets",

@@ -2,10 +2,8 @@ import Dispatch
 import Foundation
 import Synchronization
 
-#if canImport(Accelerate)
-import Accelerate
-#else
-import CBLAS
+#if !canImport(Accelerate)
+import COpenBLAS
 #endif
 
 /// How Deceive uses the CPU: the number of worker threads, and the batch sharding
@@ -18,10 +16,8 @@ import CBLAS
 public enum Compute {
     private static let configuredThreads = Mutex<Int>(defaultThreadCount())
     private static let blasSetUp: Bool = {
-        #if !canImport(Accelerate)
-        // Parallelism comes from sharding the batch; BLAS itself runs on the calling thread.
-        openblas_set_num_threads(1)
-        #endif
+        // Loads BLAS (single-threaded: parallelism comes from sharding the batch).
+        _ = BLASBackend.ensured
         #if canImport(Glibc)
         // Activations are megabyte-sized and reallocated every step. By default glibc maps
         // such blocks fresh from the kernel, which zeroes every page again; keeping them in
@@ -114,59 +110,4 @@ public enum Compute {
 struct SendableBox<T>: @unchecked Sendable {
     let value: T
     init(_ value: T) { self.value = value }
-}
-
-/// Single-precision GEMM, row-major: `C = alpha * op(A) * op(B) + beta * C`, with
-/// `op(A)` of shape [m, k] and `op(B)` of shape [k, n].
-@inline(__always)
-func sgemm(
-    transposeA: Bool = false, transposeB: Bool = false, m: Int, n: Int, k: Int,
-    alpha: Float = 1, a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
-    beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int
-) {
-    #if canImport(Accelerate)
-    cblas_sgemm(
-        CblasRowMajor, transposeA ? CblasTrans : CblasNoTrans, transposeB ? CblasTrans : CblasNoTrans,
-        Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
-    #else
-    cblas_sgemm(
-        CblasRowMajor, transposeA ? CblasTrans : CblasNoTrans, transposeB ? CblasTrans : CblasNoTrans,
-        blasint(m), blasint(n), blasint(k), alpha, a, blasint(lda), b, blasint(ldb), beta, c, blasint(ldc))
-    #endif
-}
-
-/// Measures OpenBLAS's own multi-threaded sgemm on square matrices of size `size`, in
-/// GFLOP/s, running for about `seconds`: the roofline our kernels are compared with.
-public func measureSGEMMRoofline(size: Int = 2048, seconds: Double = 1.0, threads: Int) -> Double {
-    #if !canImport(Accelerate)
-    openblas_set_num_threads(Int32(threads))
-    defer { openblas_set_num_threads(1) }
-    #endif
-    var generator = SplitMix64(seed: 1)
-    let a = (0..<(size * size)).map { _ in generator.nextUnitFloat() }
-    let b = (0..<(size * size)).map { _ in generator.nextUnitFloat() }
-    var c = [Float](repeating: 0, count: size * size)
-    var repetitions = 0
-    let clock = ContinuousClock()
-    var elapsed = Duration.zero
-    a.withUnsafeBufferPointer { a in
-        b.withUnsafeBufferPointer { b in
-            c.withUnsafeMutableBufferPointer { c in
-                func run() {
-                    sgemm(
-                        m: size, n: size, k: size, a: a.baseAddress!, lda: size, b: b.baseAddress!, ldb: size,
-                        beta: 0, c: c.baseAddress!, ldc: size)
-                }
-                run()
-                let start = clock.now
-                repeat {
-                    run()
-                    repetitions += 1
-                    elapsed = clock.now - start
-                } while elapsed < .seconds(seconds)
-            }
-        }
-    }
-    let secondsTaken = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) * 1e-18
-    return 2 * Double(size * size * size) * Double(repetitions) / secondsTaken / 1e9
 }

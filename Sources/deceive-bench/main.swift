@@ -1,5 +1,7 @@
 // deceive-bench: throughput of training, evaluation and input-gradient steps, as
-// images/s and as a fraction of OpenBLAS's own sgemm measured in the same run.
+// images/s and as a fraction of the machine's roofline: the best sgemm among the BLAS
+// kernels this CPU can run, each measured in the same run (in a child process, because
+// OpenBLAS fixes its kernel when it loads), not only the one the library happens to pick.
 //
 //   deceive-bench [--arch seed] [--seconds 3] [--model models/mnist-cnn.safetensors] [--output out/bench.json]
 //
@@ -27,10 +29,29 @@ struct AttackMeasurement: Encodable {
     let successRate: Double
 }
 
+struct KernelMeasurement: Encodable {
+    let kernel: String
+    let isa: String
+    let gflops: Double
+}
+
 struct Report: Encodable {
     let architecture: String
+    let cpu: String
+    let isa: String
+    let blas: String
+    let kernel: String
+    let kernelISA: String
     let threads: Int
+    /// sgemm 2048³ on all threads, with the kernel in use.
+    let sgemmGFLOPs: Double
+    /// The same, for each kernel family the CPU can run.
+    let kernels: [KernelMeasurement]
+    /// The best of those: the fractions below are of this.
     let rooflineGFLOPs: Double
+    /// cores × 2 FMA units × lanes × 2 × nominal clock (indicative only).
+    let isaPeakGFLOPs: Double?
+    let warning: String?
     let measurements: [Measurement]
     let attacks: [AttackMeasurement]
 }
@@ -46,6 +67,13 @@ func fail(_ message: String) -> Never {
     exit(2)
 }
 
+// A child run: measure the loaded kernel's sgemm and print the GFLOP/s only.
+if CommandLine.arguments.contains("--sgemm-probe") {
+    let seconds = Double(value(of: "--seconds") ?? "1") ?? 1
+    print(String(format: "%.3f", measureSGEMM(size: 2048, seconds: seconds, threads: Compute.threadCount)))
+    exit(0)
+}
+
 let architecture: Architecture
 do {
     architecture = try Architecture.resolve(value(of: "--arch") ?? "seed")
@@ -57,6 +85,13 @@ guard let seconds = Double(value(of: "--seconds") ?? "3"), seconds > 0, seconds.
 }
 let output = value(of: "--output")
 let threads = Compute.threadCount
+let backend: BLASBackend
+do {
+    backend = try BLASBackend.load()
+} catch {
+    fail(error.description)
+}
+let cpu = CPU.current
 
 /// Runs `body` (which processes `items` items) repeatedly for `seconds`, after one warm-up.
 func throughput(items: Int, _ body: () -> Void) -> Double {
@@ -71,15 +106,77 @@ func throughput(items: Int, _ body: () -> Void) -> Double {
     return Double(runs * items) / (clock.now - start).seconds
 }
 
+/// sgemm 2048³ on all threads with OpenBLAS forced to `kernel`, measured by a child process.
+func probe(kernel: String) -> Double? {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: CommandLine.arguments[0]).standardizedFileURL
+    process.arguments = ["--sgemm-probe", "--seconds", String(min(seconds, 1))]
+    var environment = ProcessInfo.processInfo.environment
+    environment["OPENBLAS_CORETYPE"] = kernel
+    process.environment = environment
+    let pipe = Pipe()
+    process.standardOutput = pipe
+    process.standardError = FileHandle.nullDevice
+    do { try process.run() } catch { return nil }
+    let data = pipe.fileHandleForReading.readDataToEndOfFile()
+    process.waitUntilExit()
+    guard process.terminationStatus == 0 else { return nil }
+    return Double(String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines))
+}
+
+/// cores × 2 FMA units × Float32 lanes × 2 FLOPs × the nominal clock of /proc/cpuinfo.
+func isaPeak() -> Double? {
+    guard let text = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8),
+        let line = text.split(separator: "\n").first(where: { $0.hasPrefix("cpu MHz") }),
+        let megahertz = Double(line.split(separator: ":").last?.trimmingCharacters(in: .whitespaces) ?? "")
+    else { return nil }
+    return Double(threads * 2 * cpu.isa.lanes * 2) * megahertz / 1000
+}
+
+print("cpu: \(cpu), \(cpu.isa)")
+print("engine: \(backend.summary), \(threads) threads")
+let warning = backend.warning
+func shout(_ message: String) {
+    let banner = String(repeating: "!", count: 100)
+    for line in [banner, "WARNING: " + message, banner] {
+        print(line)
+        FileHandle.standardError.write(Data("deceive-bench: \(line)\n".utf8))
+    }
+}
+if let warning { shout(warning) }
+
+let inUse = measureSGEMM(size: 2048, seconds: min(seconds, 2), threads: threads)
+print(String(format: "sgemm 2048³, %d threads, kernel in use (%@): %.1f GFLOP/s", threads, backend.kernel, inUse))
+var kernels: [KernelMeasurement] = []
+// Every OpenBLAS kernel family whose instructions this CPU runs (Cooperlake also needs AVX512-BF16).
+let candidates = ["Prescott", "Sandybridge", "Haswell", "Zen", "SkylakeX", "Cooperlake"].filter {
+    BLASBackend.isa(ofKernel: $0) <= cpu.isa && ($0 != "Cooperlake" || cpu.features.contains("avx512bf16"))
+}
+if backend.library.hasPrefix("OpenBLAS") {
+    for kernel in candidates {
+        guard let rate = probe(kernel: kernel) else { continue }
+        kernels.append(KernelMeasurement(kernel: kernel, isa: BLASBackend.isa(ofKernel: kernel).description, gflops: rate))
+        print(String(format: "sgemm 2048³, %d threads, kernel %-11@ %7.1f GFLOP/s", threads, kernel, rate))
+    }
+}
+let roofline = max(inUse, kernels.map(\.gflops).max() ?? 0)
+let peak = isaPeak()
+print(String(format: "roofline: %.1f GFLOP/s (the best sgemm above)", roofline))
+if let peak {
+    print(String(
+        format: "ISA peak: %.0f GFLOP/s (%d cores × 2 FMA × %d lanes × 2 × nominal clock; indicative: turbo and half-width AVX-512 datapaths differ)",
+        peak, threads, cpu.isa.lanes))
+}
+if inUse < 0.8 * roofline {
+    shout(String(format: "the kernel in use reaches %.0f%% of the best kernel's sgemm on this CPU", 100 * inUse / roofline))
+}
+
 var generator = SplitMix64(seed: 42)
 var model = try! Model(architecture: architecture, generator: &generator)
 @MainActor func batch(_ size: Int) -> (Tensor, [Int]) {
     let input = Tensor(shape: [size] + architecture.inputShape, scalars: (0..<size * 784).map { _ in generator.nextUnitFloat() })
     return (input, (0..<size).map { $0 % 10 })
 }
-
-let roofline = measureSGEMMRoofline(size: 2048, seconds: min(seconds, 2), threads: threads)
-print("OpenBLAS sgemm 2048³ on \(threads) threads: \(String(format: "%.1f", roofline)) GFLOP/s (the roofline)")
 
 var measurements: [Measurement] = []
 @MainActor func record(_ name: String, batchSize: Int, rate: Double, flopsPerItem: Int, target: Double?) {
@@ -152,7 +249,10 @@ if let output {
     let encoder = JSONEncoder()
     encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
     let report = Report(
-        architecture: architecture.spec, threads: threads, rooflineGFLOPs: roofline, measurements: measurements, attacks: attacks)
+        architecture: architecture.spec, cpu: cpu.description, isa: cpu.isa.description, blas: backend.library,
+        kernel: backend.kernel, kernelISA: backend.kernelISA.description, threads: threads, sgemmGFLOPs: inUse,
+        kernels: kernels, rooflineGFLOPs: roofline, isaPeakGFLOPs: peak, warning: warning, measurements: measurements,
+        attacks: attacks)
     do {
         try AtomicFile.write(try encoder.encode(report), to: URL(fileURLWithPath: output))
         print("wrote \(output)")

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import NeuralNet
 
 /// The `deceive` command: shows, measures and defends against the deception of neural networks.
 @main
@@ -7,7 +8,7 @@ struct Deceive: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "deceive",
         abstract: "Train a network on MNIST, fool it, attack it, and defend it.",
-        subcommands: [DataCommand.self, TrainCommand.self, EvaluateCommand.self, PredictCommand.self, FoolCommand.self, AttackCommand.self, ReportCommand.self, DemoCommand.self]
+        subcommands: [DataCommand.self, TrainCommand.self, EvaluateCommand.self, PredictCommand.self, FoolCommand.self, AttackCommand.self, ReportCommand.self, DemoCommand.self, InfoCommand.self]
     )
 
     /// The arguments being run, recorded in the files a command writes (task-local, so
@@ -25,6 +26,11 @@ struct Deceive: ParsableCommand {
     static func run(_ arguments: [String]) -> Int32 {
         do {
             var command = try parseAsRoot(arguments)
+            do {
+                _ = try BLASBackend.load()
+            } catch {
+                throw Failure(error.description)
+            }
             try Deceive.$arguments.withValue(arguments) { try command.run() }
             return 0
         } catch let exit as ExitCode {

@@ -212,6 +212,9 @@ struct TrainCommand: ParsableCommand {
         say(
             "\(settings.optimizer), lr \(settings.learningRate), \(rateSchedule), batch \(settings.batchSize)"
                 + (settings.augment ? ", augmented" : "") + ", \(Compute.threadCount) threads")
+        let backend = try BLASBackend.load()
+        say("engine: \(backend.summary)")
+        if let warning = backend.warning { printError("deceive: WARNING: \(warning)") }
         if resumed != nil { say("resuming \(resume ?? "") at epoch \(position.epoch + 1), batch \(position.batch)") }
         let defence: AdversarialTraining?
         do {

@@ -29,6 +29,16 @@ func assertClose(
     }
 }
 
+/// How far two correct Float32 evaluations of the same sums may differ when they add in
+/// different orders (another GEMM kernel, another blocking): each is within
+/// γₙ·Σ|terms| of the exact sum, γₙ = n·u / (1 − n·u) with u = 2⁻²⁴ (Higham, *Accuracy
+/// and Stability of Numerical Algorithms*, §3.1), so they are within twice that of each
+/// other. `terms` is the length of the sums, `magnitude` the sum of |terms|.
+func sumTolerance(terms: Int, magnitude: Float) -> Float {
+    let nu = Double(terms) * 0x1p-24
+    return Float(2 * nu / (1 - nu)) * magnitude
+}
+
 /// A tensor of normal noise.
 func randomTensor(_ shape: [Int], seed: UInt64, scale: Float = 1) -> Tensor {
     var generator = SplitMix64(seed: seed)

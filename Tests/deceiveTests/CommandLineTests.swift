@@ -66,3 +66,50 @@ func temporaryDirectory() throws -> URL {
         #expect(Deceive.run(["train", "--limit", "10", "--output", "/proc/forbidden/x.safetensors"]) == 1)
     }
 }
+
+@Suite struct InfoCommandTests {
+    /// Runs `deceive info --json` with `OPENBLAS_CORETYPE` set to `coreType` (or unset).
+    func info(coreType: String?) throws -> [String: Any] {
+        let process = Process()
+        process.executableURL = try deceiveExecutable()
+        process.arguments = ["info", "--json"]
+        var environment = ProcessInfo.processInfo.environment
+        environment["OPENBLAS_CORETYPE"] = coreType
+        process.environment = environment
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        let data = pipe.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        #expect(process.terminationStatus == 0)
+        return try #require(try JSONSerialization.jsonObject(with: data) as? [String: Any])
+    }
+
+    @Test("info --json names the CPU, its ISA, the BLAS, the kernel it runs and the threads")
+    func keys() throws {
+        let object = try info(coreType: nil)
+        for key in ["cpu", "isa", "blas", "kernel", "threads", "sgemm", "warning"] { #expect(object[key] != nil, "\(key)") }
+        let isa = try #require(object["isa"] as? String)
+        let kernel = try #require(object["kernel"] as? String)
+        #expect(isa == CPU.current.isa.description)
+        #if arch(x86_64)
+        // Without OPENBLAS_CORETYPE the kernel is of the CPU's own ISA, never the SSE3 fallback.
+        if CPU.current.isa >= .avx {
+            #expect(BLASBackend.isa(ofKernel: kernel) == CPU.current.isa)
+            #expect(object["warning"] is NSNull)
+        }
+        #endif
+        let sgemm = try #require(object["sgemm"] as? [String: Any])
+        #expect((sgemm["gflops"] as? Double ?? 0) > 0)
+    }
+
+    @Test("a user's OPENBLAS_CORETYPE is respected, with a warning when it is below the CPU")
+    func userCoreType() throws {
+        #if arch(x86_64)
+        let object = try info(coreType: "Prescott")
+        #expect(object["kernel"] as? String == "Prescott")
+        if CPU.current.isa > .sse3 { #expect(object["warning"] is String) }
+        #endif
+    }
+}

@@ -1,7 +1,7 @@
 # Deceive: train a network on MNIST, fool it, attack it, defend it.
 #   make demo    the whole story on a laptop CPU (fetches what it needs)
 #   make test    the test suite (release build with testing enabled)
-#   make bench   throughput against the machine's OpenBLAS sgemm roofline
+#   make bench   throughput against the roofline: the best sgemm among the kernels this CPU runs
 
 SWIFT ?= swift
 # One build configuration for everything, so that tests, demo and bench share one build.
@@ -38,7 +38,7 @@ images: demo
 test: data
 	$(SWIFT) test $(FLAGS)
 
-bench: build
+bench: data
 	$(BIN)/deceive-bench --output out/bench.json
 
 # libFuzzer on every parser (IDX, safetensors, PNG, checkpoint architecture), each for

@@ -146,7 +146,7 @@ func shout(_ message: String) {
 if let warning { shout(warning) }
 
 let inUse = measureSGEMM(size: 2048, seconds: min(seconds, 2), threads: threads)
-print(String(format: "sgemm 2048³, %d threads, kernel in use (%@): %.1f GFLOP/s", threads, backend.kernel, inUse))
+print("sgemm 2048³, \(threads) threads, kernel in use (\(backend.kernel)): " + String(format: "%.1f GFLOP/s", inUse))
 var kernels: [KernelMeasurement] = []
 // Every OpenBLAS kernel family whose instructions this CPU runs (Cooperlake also needs AVX512-BF16).
 let candidates = ["Prescott", "Sandybridge", "Haswell", "Zen", "SkylakeX", "Cooperlake"].filter {
@@ -156,7 +156,8 @@ if backend.library.hasPrefix("OpenBLAS") {
     for kernel in candidates {
         guard let rate = probe(kernel: kernel) else { continue }
         kernels.append(KernelMeasurement(kernel: kernel, isa: BLASBackend.isa(ofKernel: kernel).description, gflops: rate))
-        print(String(format: "sgemm 2048³, %d threads, kernel %-11@ %7.1f GFLOP/s", threads, kernel, rate))
+        print("sgemm 2048³, \(threads) threads, kernel " + kernel.padding(toLength: 12, withPad: " ", startingAt: 0)
+            + String(format: "%7.1f GFLOP/s", rate))
     }
 }
 let roofline = max(inUse, kernels.map(\.gflops).max() ?? 0)

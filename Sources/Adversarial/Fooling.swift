@@ -186,8 +186,8 @@ public struct Fooling: Sendable {
         var items = items
         var x = initialPoint(state, items: items, restart: restart)
         var box = state.box.gathering(items)
-        var firstMoment = Tensor(shape: x.shape), secondMoment = Tensor(shape: x.shape)
-        let (beta1, beta2): (Float, Float) = (0.9, 0.999)
+        let adam = Adam()
+        var moments = adam.makeState(for: x)
         for step in 1...maxSteps {
             let targets = items.map { state.targets[$0] }
             var (gradient, logits, _) = model.inputGradient(x, targets: targets, objective: objective)
@@ -209,23 +209,14 @@ public struct Fooling: Sendable {
                         items = keep.map { items[$0] }
                         x = x.gathering(keep)
                         gradient = gradient.gathering(keep)
-                        firstMoment = firstMoment.gathering(keep)
-                        secondMoment = secondMoment.gathering(keep)
+                        moments = moments.map { $0.gathering(keep) }
                         box = box.gathering(keep)
                     }
                 }
             }
             switch method {
             case .adam:
-                let correction1 = 1 - powf(beta1, Float(step)), correction2 = 1 - powf(beta2, Float(step))
-                for index in x.scalars.indices {
-                    let g = gradient.scalars[index]
-                    firstMoment.scalars[index] = beta1 * firstMoment.scalars[index] + (1 - beta1) * g
-                    secondMoment.scalars[index] = beta2 * secondMoment.scalars[index] + (1 - beta2) * g * g
-                    let update = (firstMoment.scalars[index] / correction1)
-                        / ((secondMoment.scalars[index] / correction2).squareRoot() + 1e-8)
-                    x.scalars[index] -= stepSize * update
-                }
+                adam.update(&x, gradient: gradient, state: &moments, step: step, learningRate: stepSize)
                 box.project(&x)
             case .sign, .evolve:
                 // Cosine decay from the step size to a tenth of it over the run.

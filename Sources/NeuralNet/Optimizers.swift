@@ -56,6 +56,9 @@ public struct SGD: Optimizer {
 
 /// Adam (Kingma & Ba 2015), as PyTorch's `optim.Adam`; `weightDecay` adds `wd·p` to the
 /// gradient (L2), or is applied decoupled (AdamW, Loshchilov & Hutter 2019) when `decoupled`.
+///
+/// The one Adam of the project: training uses it on parameters, fooling on pixels and
+/// Carlini–Wagner on its tanh-space variables.
 public struct Adam: Optimizer {
     public let beta1: Float
     public let beta2: Float

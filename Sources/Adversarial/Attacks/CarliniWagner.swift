@@ -6,9 +6,9 @@ import NeuralNet
 /// margin reach κ, found by minimising
 ///   ‖x − x₀‖²₂ + c · max(z_y − max_{i≠y} z_i + κ, 0)          (untargeted)
 ///   ‖x − x₀‖²₂ + c · max(max_{i≠t} z_i − z_t + κ, 0)          (targeted)
-/// with Adam over w, where x = (tanh(w) + 1)/2 keeps every pixel in [0, 1], and a binary
-/// search over the constant c per image (×10 until an adversarial is found, then
-/// bisection). The returned image is the smallest adversarial seen at any iteration.
+/// with Adam (NeuralNet's ``Adam``, PyTorch's update) over w, where x = (tanh(w) + 1)/2
+/// keeps every pixel in [0, 1], and a binary search over the constant c per image (×10
+/// until an adversarial is found, then bisection). The returned image is the smallest adversarial seen at any iteration.
 ///
 /// Defaults follow Foolbox (`L2CarliniWagnerAttack`) where that keeps the runtime
 /// reasonable: κ = 0, early abort when the loss has not fallen by 0.01% over a tenth of
@@ -85,14 +85,14 @@ public struct CarliniWagnerL2: MinimizationAttack {
         var upperBound = [Float](repeating: .infinity, count: all.count)
         var bestDistance = [Float](repeating: .infinity, count: all.count)
         let checkEvery = max((steps + 9) / 10, 1)
+        let adam = Adam()
 
         for _ in 0..<binarySearchSteps {
             // Rows of this search step: `slots[r]` indexes the per-image arrays above.
             var slots = Array(all.indices)
             var w = startW
             var x0 = clean
-            var firstMoment = Tensor(shape: w.shape)
-            var secondMoment = Tensor(shape: w.shape)
+            var moments = adam.makeState(for: w)
             var found = [Bool](repeating: false, count: all.count)
             var lossAtCheck = [Float](repeating: .infinity, count: all.count)
             for iteration in 0..<steps {
@@ -145,14 +145,13 @@ public struct CarliniWagnerL2: MinimizationAttack {
                         }
                     }
                 }
-                adam(&w, gradient: gradient, &firstMoment, &secondMoment, step: iteration + 1)
+                adam.update(&w, gradient: gradient, state: &moments, step: iteration + 1, learningRate: learningRate)
                 if keep.isEmpty { break }
                 if keep.count < slots.count {
                     slots = keep.map { slots[$0] }
                     w = w.gathering(keep)
                     x0 = x0.gathering(keep)
-                    firstMoment = firstMoment.gathering(keep)
-                    secondMoment = secondMoment.gathering(keep)
+                    moments = moments.map { $0.gathering(keep) }
                 }
             }
             // Foolbox's search: shrink c towards the smallest that still succeeded.
@@ -168,29 +167,6 @@ public struct CarliniWagnerL2: MinimizationAttack {
             }
         }
         return ledger.verified(model: model)
-    }
-
-    /// Adam (Kingma & Ba) on w, with the usual bias corrections.
-    private func adam(_ w: inout Tensor, gradient: Tensor, _ m: inout Tensor, _ v: inout Tensor, step: Int) {
-        let (beta1, beta2): (Float, Float) = (0.9, 0.999)
-        let correction1 = 1 - powf(beta1, Float(step))
-        let correction2 = 1 - powf(beta2, Float(step))
-        let rate = learningRate
-        w.scalars.withUnsafeMutableBufferPointer { w in
-            m.scalars.withUnsafeMutableBufferPointer { m in
-                v.scalars.withUnsafeMutableBufferPointer { v in
-                    gradient.scalars.withUnsafeBufferPointer { g in
-                        for index in 0..<w.count {
-                            m[index] = beta1 * m[index] + (1 - beta1) * g[index]
-                            v[index] = beta2 * v[index] + (1 - beta2) * g[index] * g[index]
-                            w[index] -=
-                                rate * (m[index] / correction1)
-                                / ((v[index] / correction2).squareRoot() + 1e-8)
-                        }
-                    }
-                }
-            }
-        }
     }
 }
 

@@ -26,14 +26,25 @@ public enum Objective: String, Sendable, CaseIterable {
             var gradient = Tensor(shape: logits.shape)
             for (row, target) in targets.enumerated() {
                 let base = row * classes
-                var rival = target == 0 ? 1 : 0
-                for c in 0..<classes where c != target && logits.scalars[base + c] > logits.scalars[base + rival] { rival = c }
+                let rival = logits.strongestRival(row: row, excluding: target)
                 losses[row] = sign * (logits.scalars[base + rival] - logits.scalars[base + target])
                 gradient.scalars[base + rival] = sign
                 gradient.scalars[base + target] = -sign
             }
             return (losses, gradient)
         }
+    }
+}
+
+extension Tensor {
+    /// The highest-scoring class of row `row` of a [N, classes] tensor other than
+    /// `excluded` (the first one on ties): the "max_{i≠y} z_i" of margin losses.
+    func strongestRival(row: Int, excluding excluded: Int) -> Int {
+        let classes = shape[1]
+        let base = row * classes
+        var rival = excluded == 0 ? 1 : 0
+        for c in 0..<classes where c != excluded && scalars[base + c] > scalars[base + rival] { rival = c }
+        return rival
     }
 }
 

@@ -311,8 +311,7 @@ func differenceOfLogitsRatio(logits: Tensor, labels: [Int], targets: [Int]?) -> 
             slope = [(order[0], 1), (order[2], -0.5), (order[3], -0.5)]
             gradient.scalars[base + target] += 1 / denominator
         } else {
-            var rival = label == 0 ? 1 : 0
-            for c in 0..<classes where c != label && z[base + c] > z[base + rival] { rival = c }
+            let rival = logits.strongestRival(row: row, excluding: label)
             numerator = z[base + label] - z[base + rival]
             denominator = z[base + order[0]] - z[base + order[2]] + 1e-12
             slope = [(order[0], 1), (order[2], -1)]

@@ -181,10 +181,7 @@ func hingeLoss(
     var gradient = Tensor(shape: logits.shape)
     for (row, (target, weight)) in zip(classes, weights).enumerated() {
         let base = row * count
-        var rival = target == 0 ? 1 : 0
-        for c in 0..<count where c != target && logits.scalars[base + c] > logits.scalars[base + rival] {
-            rival = c
-        }
+        let rival = logits.strongestRival(row: row, excluding: target)
         let sign: Float = targeted ? -1 : 1
         let margin = sign * (logits.scalars[base + target] - logits.scalars[base + rival]) + kappa
         guard margin > 0 else { continue }

@@ -153,10 +153,7 @@ public struct SquareAttack: FixedEpsilonAttack {
         return items.enumerated().map { row, item in
             let base = row * classes
             let focus = ledger.lossClass(item)
-            var rival = focus == 0 ? 1 : 0
-            for c in 0..<classes where c != focus && logits.scalars[base + c] > logits.scalars[base + rival] {
-                rival = c
-            }
+            let rival = logits.strongestRival(row: row, excluding: focus)
             let margin = logits.scalars[base + focus] - logits.scalars[base + rival]
             return ledger.isTargeted ? -margin : margin
         }

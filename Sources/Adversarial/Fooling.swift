@@ -219,13 +219,17 @@ public struct Fooling: Sendable {
                 adam.update(&x, gradient: gradient, state: &moments, step: step, learningRate: stepSize)
                 box.project(&x)
             case .sign, .evolve:
-                // Cosine decay from the step size to a tenth of it over the run.
-                let fraction = Float(step - 1) / Float(max(maxSteps - 1, 1))
-                let alpha = stepSize * (0.1 + 0.9 * 0.5 * (1 + cosf(Float.pi * fraction)))
-                box.step(&x, signOf: gradient, size: -alpha)
+                box.step(&x, signOf: gradient, size: -signStep(step))
             }
         }
         state.keepBest(items, images: x, model: model, step: maxSteps)
+    }
+
+    /// The signed step at `step` (from 1) of the sign and evolve methods: cosine decay from
+    /// the step size to a tenth of it over the run.
+    private func signStep(_ step: Int) -> Float {
+        let fraction = Float(step - 1) / Float(max(maxSteps - 1, 1))
+        return LearningRateSchedule.cosineDecay(stepSize, stepSize / 10, fraction)
     }
 
     /// Adds the gradient of the class-visualisation penalties at `x`.
@@ -307,8 +311,7 @@ public struct Fooling: Sendable {
                         - logf(max(probabilities.scalars[minusRow * classes + target], 1e-30))
                     for index in 0..<size { estimate[index] += difference * directions[row][pair * size + index] }
                 }
-                let fraction = Float(step - 1) / Float(max(maxSteps - 1, 1))
-                let alpha = stepSize * (0.1 + 0.9 * 0.5 * (1 + cosf(Float.pi * fraction)))
+                let alpha = signStep(step)
                 for index in 0..<size {
                     let g = estimate[index]
                     x.scalars[row * size + index] += g > 0 ? alpha : (g < 0 ? -alpha : 0)

@@ -123,25 +123,29 @@ public enum LearningRateSchedule: Sendable, Equatable, CustomStringConvertible {
 
     /// The rate at 0-based `step` of `totalSteps`, with `stepsPerEpoch` steps an epoch.
     public func learningRate(base: Float, step: Int, stepsPerEpoch: Int, totalSteps: Int) -> Float {
-        func cosineBetween(_ start: Float, _ end: Float, _ fraction: Float) -> Float {
-            end + (start - end) / 2 * (1 + cosf(Float.pi * min(max(fraction, 0), 1)))
-        }
         switch self {
         case .constant:
             return base
         case let .step(every, factor):
             return base * powf(factor, Float(step / max(1, stepsPerEpoch * every)))
         case .cosine:
-            return cosineBetween(base, 0, Float(step) / Float(max(1, totalSteps)))
+            return Self.cosineDecay(base, 0, Float(step) / Float(max(1, totalSteps)))
         case let .oneCycle(warmup):
             let initial = base / 25
             let final = initial / 10_000
             let peak = Float(totalSteps) * warmup - 1
             if Float(step) <= peak {
-                return cosineBetween(initial, base, Float(step) / max(peak, 1))
+                return Self.cosineDecay(initial, base, Float(step) / max(peak, 1))
             }
-            return cosineBetween(base, final, (Float(step) - peak) / max(Float(totalSteps - 1) - peak, 1))
+            return Self.cosineDecay(base, final, (Float(step) - peak) / max(Float(totalSteps - 1) - peak, 1))
         }
+    }
+
+    /// The half cosine from `start` (at `fraction` 0) to `end` (at 1), `fraction` clamped
+    /// to [0, 1]: the curve of the cosine and one-cycle schedules, and of any other step
+    /// size that decays this way (fooling's signed steps).
+    public static func cosineDecay(_ start: Float, _ end: Float, _ fraction: Float) -> Float {
+        end + (start - end) / 2 * (1 + cosf(Float.pi * min(max(fraction, 0), 1)))
     }
 
     public var description: String {

@@ -120,15 +120,20 @@ public struct AttackResult: Sendable {
     /// The model's class probabilities for each returned image [N, classes], from the
     /// final check of success; no need to classify the adversarial images again.
     public var probabilities: Tensor
+    /// Whether a ``StepObserver`` (or the cancellation of the task) stopped the attack;
+    /// the images are then what it had at that step (see ``StepDecision/stop``).
+    public var stopped: Bool
 
     /// The model's answer for each returned image.
     public var predictions: [Int] { argmax(rows: probabilities) }
 
     /// Creates a result.
     public init(
-        adversarial: Tensor, success: [Bool], targets: [Int]?, iterations: [Int], queries: [Int], probabilities: Tensor
+        adversarial: Tensor, success: [Bool], targets: [Int]?, iterations: [Int], queries: [Int], probabilities: Tensor,
+        stopped: Bool = false
     ) {
         self.probabilities = probabilities
+        self.stopped = stopped
         self.adversarial = adversarial
         self.success = success
         self.targets = targets
@@ -143,9 +148,20 @@ public struct AttackResult: Sendable {
 public protocol Attack: Sendable {
     /// A short name, e.g. `pgd`.
     var name: String { get }
-    /// Runs the attack on a batch.
-    func run(model: Model, images: Tensor, labels: [Int], goal: AttackGoal, seed: UInt64) throws(AdversarialError)
-        -> AttackResult
+    /// Runs the attack on a batch, reporting every step to `observer` (which may stop it);
+    /// the attack also stops when the current task is cancelled.
+    func run(
+        model: Model, images: Tensor, labels: [Int], goal: AttackGoal, seed: UInt64, observer: StepObserver?
+    ) throws(AdversarialError) -> AttackResult
+}
+
+extension Attack {
+    /// Runs the attack on a batch, to the end of its budget (unless the task is cancelled).
+    public func run(model: Model, images: Tensor, labels: [Int], goal: AttackGoal, seed: UInt64)
+        throws(AdversarialError) -> AttackResult
+    {
+        try run(model: model, images: images, labels: labels, goal: goal, seed: seed, observer: nil)
+    }
 }
 
 /// An attack with a fixed perturbation budget ε in its norm (FGSM, PGD, APGD, Square, …).

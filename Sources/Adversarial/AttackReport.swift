@@ -64,9 +64,14 @@ public struct AttackReport: Sendable, Encodable {
 }
 
 /// Runs an attack over a large set in batches (bounded memory), concatenating the results.
+///
+/// `progress` gets the number of images done after each batch; `observer` every step of
+/// every batch, with ``OptimizationStep/items`` counted in the whole set. When it stops
+/// the attack (or the task is cancelled), no further batch starts and the result, marked
+/// `stopped`, covers the images of the batches begun: a prefix of the set.
 public func runInBatches(
     _ attack: any Attack, model: Model, images: Tensor, labels: [Int], goal: AttackGoal, seed: UInt64,
-    batchSize: Int = 500, progress: ((Int) -> Void)? = nil
+    batchSize: Int = 500, progress: ((Int) -> Void)? = nil, observer: StepObserver? = nil
 ) throws(AdversarialError) -> AttackResult {
     guard !labels.isEmpty else {
         return AttackResult(
@@ -75,18 +80,28 @@ public func runInBatches(
     }
     var parts: [AttackResult] = []
     for start in stride(from: 0, to: labels.count, by: batchSize) {
+        if Task.isCancelled && !parts.isEmpty { break }
         let range = start..<min(start + batchSize, labels.count)
+        let shifted: StepObserver? = observer.map { observer in
+            { step in
+                var step = step
+                step.items = step.items.map { $0 + start }
+                return observer(step)
+            }
+        }
         // Attacks key their random streams by the image's row in the batch; offsetting the
         // seed by the batch's start gives every image of the set its own stream.
         let part = try attack.run(
             model: model, images: images.batch(range), labels: Array(labels[range]), goal: goal,
-            seed: seed &+ UInt64(start))
+            seed: seed &+ UInt64(start), observer: shifted)
         parts.append(part)
         progress?(range.upperBound)
+        if part.stopped { break }
     }
     let targets: [Int]? = parts.first?.targets == nil ? nil : parts.flatMap { $0.targets ?? [] }
     return AttackResult(
         adversarial: Tensor.concatenate(parts.map(\.adversarial)), success: parts.flatMap(\.success), targets: targets,
         iterations: parts.flatMap(\.iterations), queries: parts.flatMap(\.queries),
-        probabilities: Tensor.concatenate(parts.map(\.probabilities)))
+        probabilities: Tensor.concatenate(parts.map(\.probabilities)),
+        stopped: parts.count < (labels.count + batchSize - 1) / batchSize || parts.last?.stopped == true)
 }

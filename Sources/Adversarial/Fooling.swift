@@ -145,11 +145,14 @@ public struct Fooling: Sendable {
         }
     }
 
-    /// One step of progress, for display: the step and each target's current probability.
-    public typealias Progress = (_ step: Int, _ restart: Int, _ probabilities: [Float]) -> Void
-
     /// Crafts one image per target, starting from `starts` [N, C, H, W]. `starts` is not modified.
-    public func run(model: Model, starts: Tensor, targets: [Int], progress: Progress? = nil) throws(AdversarialError) -> FoolingResult {
+    ///
+    /// `observer` sees every step (the targets still being optimised, their images and
+    /// target probabilities) and may stop the run; a cancelled task stops it too. A stopped
+    /// run returns, for each unfinished target, its best 8-bit image so far.
+    public func run(model: Model, starts: Tensor, targets: [Int], observer: StepObserver? = nil)
+        throws(AdversarialError) -> FoolingResult
+    {
         guard starts.shape.count == 4, Array(starts.shape.dropFirst()) == model.architecture.inputShape else {
             throw AdversarialError("start images must be [N] + \(model.architecture.inputShape), got \(starts.shape)")
         }
@@ -161,15 +164,17 @@ public struct Fooling: Sendable {
         }
         guard starts.isFinite else { throw AdversarialError("start images contain NaN or infinite pixels") }
         var state = FoolingState(starts: starts, targets: targets, box: PixelBox(around: starts, epsilon: epsilon))
+        var control = StepControl(observer)
         for restart in 0..<restarts {
             let active = state.unfinished
-            if active.isEmpty { break }
+            if active.isEmpty || control.stopped { break }
             switch method {
-            case .adam, .sign: gradientSearch(model: model, state: &state, items: active, restart: restart, progress: progress)
-            case .evolve: evolve(model: model, state: &state, items: active, restart: restart, progress: progress)
+            case .adam, .sign:
+                gradientSearch(model: model, state: &state, items: active, restart: restart, control: &control)
+            case .evolve: evolve(model: model, state: &state, items: active, restart: restart, control: &control)
             }
         }
-        return state.result(model: model)
+        return state.result(model: model, stopped: control.stopped)
     }
 
     /// The first point of an attempt: the start itself, later a random point of the box.
@@ -182,7 +187,9 @@ public struct Fooling: Sendable {
         return x
     }
 
-    private func gradientSearch(model: Model, state: inout FoolingState, items: [Int], restart: Int, progress: Progress?) {
+    private func gradientSearch(
+        model: Model, state: inout FoolingState, items: [Int], restart: Int, control: inout StepControl
+    ) {
         var items = items
         var x = initialPoint(state, items: items, restart: restart)
         var box = state.box.gathering(items)
@@ -195,7 +202,9 @@ public struct Fooling: Sendable {
             let probabilities = softmax(logits)
             let current = targets.enumerated().map { probabilities.scalars[$0.offset * model.classCount + $0.element] }
             for (row, item) in items.enumerated() { state.trajectories[item].append(current[row]) }
-            progress?(step, restart, state.latestProbabilities)
+            let stop = control.shouldStop(
+                after: OptimizationStep(
+                    step: step, steps: maxSteps, attempt: restart, items: items, images: x, probabilities: current))
             if let regularization {
                 addPenaltyGradient(&gradient, x, regularization)
             } else {
@@ -213,6 +222,10 @@ public struct Fooling: Sendable {
                         box = box.gathering(keep)
                     }
                 }
+            }
+            if stop {
+                state.keepBest(items, images: x, model: model, step: step)
+                return
             }
             switch method {
             case .adam:
@@ -256,7 +269,9 @@ public struct Fooling: Sendable {
     /// Black-box search: each step estimates the gradient of log p(target) from
     /// `population` antithetic pairs x ± σu (u ~ N(0, I)) and takes a signed step.
     /// Every image the model scores counts as one query.
-    private func evolve(model: Model, state: inout FoolingState, items: [Int], restart: Int, progress: Progress?) {
+    private func evolve(
+        model: Model, state: inout FoolingState, items: [Int], restart: Int, control: inout StepControl
+    ) {
         var items = items
         var x = initialPoint(state, items: items, restart: restart)
         var box = state.box.gathering(items)
@@ -292,13 +307,20 @@ public struct Fooling: Sendable {
             let targets = items.map { state.targets[$0] }
             let currentProbabilities = targets.enumerated().map { probabilities.scalars[$0.offset * classes + $0.element] }
             for (row, item) in items.enumerated() { state.trajectories[item].append(currentProbabilities[row]) }
-            progress?(step, restart, state.latestProbabilities)
+            let stop = control.shouldStop(
+                after: OptimizationStep(
+                    step: step, steps: maxSteps, attempt: restart, items: items, images: current,
+                    probabilities: currentProbabilities))
             let confident = currentProbabilities.indices.filter { currentProbabilities[$0] >= confidence }
             for row in confident {
                 state.finish(items[row], image: current.batch(row..<row + 1), probabilities: probabilities.batch(row..<row + 1), step: step)
             }
             let keep = items.indices.filter { !confident.contains($0) }
             if keep.isEmpty { return }
+            if stop {
+                state.keepBest(keep.map { items[$0] }, images: x.gathering(keep), model: model, step: step)
+                return
+            }
             // Signed step along the estimated gradient of log p(target).
             let sampleBase = items.count
             for row in keep {
@@ -347,6 +369,9 @@ public struct FoolingResult: Sendable {
     public var queries: [Int]
     /// The target probability after every step, per target.
     public var trajectories: [[Float]]
+    /// Whether a ``StepObserver`` (or the cancellation of the task) stopped the run; the
+    /// images are then the best each target had at that step (see ``StepDecision/stop``).
+    public var stopped: Bool
 
     /// The probability of each image's target.
     public var targetProbabilities: [Float] {
@@ -379,7 +404,6 @@ struct FoolingState {
     }
 
     var unfinished: [Int] { done.indices.filter { !done[$0] } }
-    var latestProbabilities: [Float] { trajectories.map { $0.last ?? 0 } }
 
     mutating func queries(_ items: [Int], add count: Int) {
         for item in items { queryCounts[item] += count }
@@ -429,13 +453,13 @@ struct FoolingState {
         }
     }
 
-    func result(model: Model) -> FoolingResult {
+    func result(model: Model, stopped: Bool) -> FoolingResult {
         var rows: [Tensor] = []
         for item in targets.indices {
             rows.append(probabilities[item] ?? model.probabilities(images.batch(item..<item + 1)))
         }
         return FoolingResult(
             starts: starts, images: images, targets: targets, probabilities: Tensor.concatenate(rows), succeeded: done,
-            steps: steps, queries: queryCounts, trajectories: trajectories)
+            steps: steps, queries: queryCounts, trajectories: trajectories, stopped: stopped)
     }
 }

@@ -162,9 +162,12 @@ struct FoolCommand: ParsableCommand {
         var bar = ProgressBar()
         let clock = ContinuousClock()
         let began = clock.now
-        let result = try fooling.run(model: network, starts: starts, targets: targets) { step, restart, probabilities in
-            let shown = probabilities.map { String(format: "%.2f", $0) }.joined(separator: " ")
-            bar.draw("attempt \(restart + 1) step", done: step, of: fooling.maxSteps, detail: "p(target) \(shown)")
+        var latest = [Float](repeating: 0, count: targets.count)
+        let result = try fooling.run(model: network, starts: starts, targets: targets) { step in
+            for (item, p) in zip(step.items, step.probabilities) { latest[item] = p }
+            let shown = latest.map { String(format: "%.2f", $0) }.joined(separator: " ")
+            bar.draw("attempt \(step.attempt + 1) step", done: step.step, of: step.steps, detail: "p(target) \(shown)")
+            return .proceed
         }
         bar.clear()
         let seconds = (clock.now - began).seconds

@@ -80,6 +80,13 @@ struct AttackLedger {
         }
     }
 
+    /// The probability of each item's loss class (``lossClass(_:)``) in `probabilities`
+    /// (row `r` belongs to `items[r]`), for ``OptimizationStep/probabilities``.
+    func lossClassProbabilities(_ probabilities: Tensor, items: [Int]) -> [Float] {
+        let classes = probabilities.shape[1]
+        return items.enumerated().map { row, item in probabilities.scalars[row * classes + lossClass(item)] }
+    }
+
     /// Marks an item successful with row `row` of `images` as its adversarial.
     mutating func succeed(_ item: Int, image images: Tensor, row: Int) {
         AttackMath.copyRow(row, of: images, to: item, of: &adversarial)
@@ -106,7 +113,7 @@ struct AttackLedger {
     /// as a caller checking them would. Logits can differ in the last bits between batch
     /// sizes (the batch is cut into shards differently), which matters for images that sit
     /// right at the decision boundary, as minimisation attacks leave them. One query each.
-    mutating func verified(model: Model) -> AttackResult {
+    mutating func verified(model: Model, stopped: Bool = false) -> AttackResult {
         var probabilities = Tensor(shape: [0, model.classCount])
         if !labels.isEmpty {
             probabilities = model.probabilities(adversarial)
@@ -118,7 +125,7 @@ struct AttackLedger {
         }
         return AttackResult(
             adversarial: adversarial, success: success, targets: targets, iterations: iterations,
-            queries: queries, probabilities: probabilities)
+            queries: queries, probabilities: probabilities, stopped: stopped)
     }
 }
 

@@ -66,10 +66,9 @@ public struct AutoPGD: FixedEpsilonAttack {
         self.restarts = restarts
     }
 
-    public func run(model: Model, images: Tensor, labels: [Int], goal: AttackGoal, seed: UInt64)
-        throws(AdversarialError)
-        -> AttackResult
-    {
+    public func run(
+        model: Model, images: Tensor, labels: [Int], goal: AttackGoal, seed: UInt64, observer: StepObserver?
+    ) throws(AdversarialError) -> AttackResult {
         try validateAttackInput(model: model, images: images, labels: labels, goal: goal)
         let needed = goal.mode == .untargeted ? 3 : 4
         if loss == .dlr, model.classCount < needed {
@@ -77,12 +76,13 @@ public struct AutoPGD: FixedEpsilonAttack {
                 "the DLR loss needs at least \(needed) classes, the model has \(model.classCount)")
         }
         var ledger = AttackLedger(model: model, images: images, labels: labels, goal: goal, seed: seed)
+        var control = StepControl(observer)
         let budget = PixelBox(around: images, epsilon: epsilon)
         let firstWindow = max(Int(0.22 * Float(steps)), 1)
         let shortestWindow = max(Int(0.06 * Float(steps)), 1)
         let windowDecrease = max(Int(0.03 * Float(steps)), 1)
 
-        for restart in 0..<restarts {
+        attempts: for restart in 0..<restarts {
             let items = ledger.unfinished
             if items.isEmpty { break }
             let start = startingPoint(
@@ -104,10 +104,19 @@ public struct AutoPGD: FixedEpsilonAttack {
                     model: model, rows.x, items: rows.items, ledger: ledger)
                 ledger.addQueries(rows.items)
                 rows.record(gradient: gradient, losses: losses)
+                let probabilities = softmax(logits)
+                let stop = control.shouldStop(
+                    after: OptimizationStep(
+                        step: iteration + 1, steps: steps, attempt: restart, items: rows.items, images: rows.x,
+                        probabilities: ledger.lossClassProbabilities(probabilities, items: rows.items)))
                 // Before the checkpoint, which may move x back to the best point.
                 rows.retire(
-                    met: ledger.meets(logits: logits, items: rows.items), iterations: iteration + 1,
+                    met: ledger.meets(probabilities: probabilities, items: rows.items), iterations: iteration + 1,
                     ledger: &ledger)
+                if stop {
+                    rows.giveUp(iterations: iteration + 1, ledger: &ledger)
+                    break attempts
+                }
                 sinceCheck += 1
                 if sinceCheck == window {
                     rows.checkpoint(window: window, rho: Self.rho)
@@ -115,13 +124,9 @@ public struct AutoPGD: FixedEpsilonAttack {
                     window = max(window - windowDecrease, shortestWindow)
                 }
             }
-            // Failed: return the point of highest loss.
-            for (row, item) in rows.items.enumerated() {
-                ledger.offer(item, image: rows.bestX, row: row, score: rows.bestLoss[row])
-                ledger.iterations[item] += steps
-            }
+            rows.giveUp(iterations: steps, ledger: &ledger)
         }
-        return ledger.verified(model: model)
+        return ledger.verified(model: model, stopped: control.stopped)
     }
 
     /// A random point on the ball's surface, as AutoAttack draws it: x + ε·t/‖t‖∞ with t
@@ -257,6 +262,14 @@ public struct AutoPGD: FixedEpsilonAttack {
                     AttackMath.copyRow(row, of: bestX, to: row, of: &x)
                     AttackMath.copyRow(row, of: bestGradient, to: row, of: &gradient)
                 }
+            }
+        }
+
+        /// Failed (or stopped): hands the ledger each remaining image's point of highest loss.
+        func giveUp(iterations: Int, ledger: inout AttackLedger) {
+            for (row, item) in items.enumerated() {
+                ledger.offer(item, image: bestX, row: row, score: bestLoss[row])
+                ledger.iterations[item] += iterations
             }
         }
 

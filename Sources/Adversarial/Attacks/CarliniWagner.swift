@@ -61,12 +61,12 @@ public struct CarliniWagnerL2: MinimizationAttack {
         self.abortEarly = abortEarly
     }
 
-    public func run(model: Model, images: Tensor, labels: [Int], goal: AttackGoal, seed: UInt64)
-        throws(AdversarialError)
-        -> AttackResult
-    {
+    public func run(
+        model: Model, images: Tensor, labels: [Int], goal: AttackGoal, seed: UInt64, observer: StepObserver?
+    ) throws(AdversarialError) -> AttackResult {
         try validateAttackInput(model: model, images: images, labels: labels, goal: goal)
         var ledger = AttackLedger(model: model, images: images, labels: labels, goal: goal, seed: seed)
+        var control = StepControl(observer)
         let all = ledger.unfinished
         guard !all.isEmpty else { return ledger.verified(model: model) }
         let kappa: Float
@@ -87,7 +87,7 @@ public struct CarliniWagnerL2: MinimizationAttack {
         let checkEvery = max((steps + 9) / 10, 1)
         let adam = Adam()
 
-        for _ in 0..<binarySearchSteps {
+        search: for searchStep in 0..<binarySearchSteps {
             // Rows of this search step: `slots[r]` indexes the per-image arrays above.
             var slots = Array(all.indices)
             var w = startW
@@ -109,7 +109,8 @@ public struct CarliniWagnerL2: MinimizationAttack {
                 }
                 ledger.addQueries(items)
                 ledger.addIterations(items)
-                let met = ledger.meets(logits: pass.logits, items: items)
+                let probabilities = softmax(pass.logits)
+                let met = ledger.meets(probabilities: probabilities, items: items)
                 let hinges = hingeLoss(
                     logits: pass.logits, classes: rivals[...],
                     weights: Array(repeating: 1, count: items.count)[...],
@@ -145,6 +146,12 @@ public struct CarliniWagnerL2: MinimizationAttack {
                         }
                     }
                 }
+                // Stopped: the smallest adversarials so far are in the ledger already.
+                let stop = control.shouldStop(
+                    after: OptimizationStep(
+                        step: iteration + 1, steps: steps, attempt: searchStep, items: items, images: x,
+                        probabilities: ledger.lossClassProbabilities(probabilities, items: items)))
+                if stop { break search }
                 adam.update(&w, gradient: gradient, state: &moments, step: iteration + 1, learningRate: learningRate)
                 if keep.isEmpty { break }
                 if keep.count < slots.count {
@@ -166,7 +173,7 @@ public struct CarliniWagnerL2: MinimizationAttack {
                     ? (lowerBound[slot] + upperBound[slot]) / 2 : constant[slot] * 10
             }
         }
-        return ledger.verified(model: model)
+        return ledger.verified(model: model, stopped: control.stopped)
     }
 }
 

@@ -51,10 +51,9 @@ public struct DeepFool: MinimizationAttack {
         self.overshoot = overshoot
     }
 
-    public func run(model: Model, images: Tensor, labels: [Int], goal: AttackGoal, seed: UInt64)
-        throws(AdversarialError)
-        -> AttackResult
-    {
+    public func run(
+        model: Model, images: Tensor, labels: [Int], goal: AttackGoal, seed: UInt64, observer: StepObserver?
+    ) throws(AdversarialError) -> AttackResult {
         try validateAttackInput(model: model, images: images, labels: labels, goal: goal)
         guard goal.mode == .untargeted else {
             throw AdversarialError(
@@ -65,6 +64,7 @@ public struct DeepFool: MinimizationAttack {
                 "DeepFool stops at the decision boundary and cannot reach a confidence; use cw or pgd")
         }
         var ledger = AttackLedger(model: model, images: images, labels: labels, goal: goal, seed: seed)
+        var control = StepControl(observer)
         var items = ledger.unfinished
         guard !items.isEmpty else { return ledger.verified(model: model) }
         let classCount = model.classCount
@@ -115,19 +115,26 @@ public struct DeepFool: MinimizationAttack {
                 logits = model.logits(x)
                 ledger.addQueries(items)
             }
-            let met = ledger.meets(logits: logits, items: items)
+            let probabilities = softmax(logits)
+            let met = ledger.meets(probabilities: probabilities, items: items)
+            let stop =
+                step > 0
+                && control.shouldStop(
+                    after: OptimizationStep(
+                        step: step, steps: steps, attempt: 0, items: items, images: x,
+                        probabilities: ledger.lossClassProbabilities(probabilities, items: items)))
             var keep: [Int] = []
             for (row, item) in items.enumerated() {
                 if met[row] {
                     ledger.succeed(item, image: x, row: row)
                     ledger.iterations[item] += step
-                } else if step == steps {
-                    ledger.iterations[item] += steps  // failed: the clean image is returned
+                } else if step == steps || stop {
+                    ledger.iterations[item] += step  // failed (or stopped): the clean image is returned
                 } else {
                     keep.append(row)
                 }
             }
-            if keep.isEmpty { break }
+            if keep.isEmpty || stop { break }
             // The step of each remaining image towards its nearest linearised boundary.
             gradients.scalars.withUnsafeBufferPointer { g in
                 total.scalars.withUnsafeMutableBufferPointer { total in
@@ -169,6 +176,6 @@ public struct DeepFool: MinimizationAttack {
             x.add(total, scaledBy: 1 + overshoot)
             x = x.clamped(to: 0...1)
         }
-        return ledger.verified(model: model)
+        return ledger.verified(model: model, stopped: control.stopped)
     }
 }

@@ -23,17 +23,17 @@ struct GradientDescentEngine: Sendable {
     /// MI-FGSM's decay μ of the accumulated L1-normalised gradient; nil for none.
     var momentum: Float?
 
-    func run(model: Model, images: Tensor, labels: [Int], goal: AttackGoal, seed: UInt64)
-        throws(AdversarialError)
-        -> AttackResult
-    {
+    func run(
+        model: Model, images: Tensor, labels: [Int], goal: AttackGoal, seed: UInt64, observer: StepObserver?
+    ) throws(AdversarialError) -> AttackResult {
         try validateAttackInput(model: model, images: images, labels: labels, goal: goal)
         var ledger = AttackLedger(model: model, images: images, labels: labels, goal: goal, seed: seed)
+        var control = StepControl(observer)
         let budget = norm == .linf ? PixelBox(around: images, epsilon: epsilon) : nil
         // The engine ascends sign·CE(class): +1 raises the label's cross-entropy
         // (untargeted), −1 lowers the target's (targeted).
         let sign: Float = ledger.isTargeted ? -1 : 1
-        for restart in 0..<restarts {
+        attempts: for restart in 0..<restarts {
             var items = ledger.unfinished
             if items.isEmpty { break }
             var clean = images.gathering(items)
@@ -56,20 +56,28 @@ struct GradientDescentEngine: Sendable {
                         .losses
                 }
                 ledger.addQueries(items)
-                let met = ledger.meets(logits: logits, items: items)
+                let probabilities = softmax(logits)
+                let met = ledger.meets(probabilities: probabilities, items: items)
+                let stop =
+                    step > 0
+                    && control.shouldStop(
+                        after: OptimizationStep(
+                            step: step, steps: steps, attempt: restart, items: items, images: x,
+                            probabilities: ledger.lossClassProbabilities(probabilities, items: items)))
                 var keep: [Int] = []
                 for (row, item) in items.enumerated() {
                     if met[row] {
                         ledger.succeed(item, image: x, row: row)
                         ledger.iterations[item] += step
-                    } else if step == steps {
-                        // Failed: the returned image is the attempt with the highest loss.
+                    } else if step == steps || stop {
+                        // Failed (or stopped): the returned image is the attempt with the highest loss.
                         ledger.offer(item, image: x, row: row, score: losses[row])
-                        ledger.iterations[item] += steps
+                        ledger.iterations[item] += step
                     } else {
                         keep.append(row)
                     }
                 }
+                if stop { break attempts }
                 if keep.isEmpty { break }
                 if keep.count < items.count {
                     items = keep.map { items[$0] }
@@ -88,7 +96,7 @@ struct GradientDescentEngine: Sendable {
                 take(step: direction, on: &x, clean: clean, box: box)
             }
         }
-        return ledger.verified(model: model)
+        return ledger.verified(model: model, stopped: control.stopped)
     }
 
     /// The first point of an attempt: the clean image, or with `randomStart` a uniform
@@ -174,14 +182,13 @@ public struct FGSM: FixedEpsilonAttack {
         self.epsilon = epsilon
     }
 
-    public func run(model: Model, images: Tensor, labels: [Int], goal: AttackGoal, seed: UInt64)
-        throws(AdversarialError)
-        -> AttackResult
-    {
+    public func run(
+        model: Model, images: Tensor, labels: [Int], goal: AttackGoal, seed: UInt64, observer: StepObserver?
+    ) throws(AdversarialError) -> AttackResult {
         try GradientDescentEngine(
             norm: .linf, epsilon: epsilon, steps: 1, stepSize: epsilon, randomStart: false, restarts: 1,
             momentum: nil
-        ).run(model: model, images: images, labels: labels, goal: goal, seed: seed)
+        ).run(model: model, images: images, labels: labels, goal: goal, seed: seed, observer: observer)
     }
 }
 
@@ -212,14 +219,13 @@ public struct BasicIterativeMethod: FixedEpsilonAttack {
         self.stepSize = stepSize ?? 1.25 * epsilon / Float(steps)
     }
 
-    public func run(model: Model, images: Tensor, labels: [Int], goal: AttackGoal, seed: UInt64)
-        throws(AdversarialError)
-        -> AttackResult
-    {
+    public func run(
+        model: Model, images: Tensor, labels: [Int], goal: AttackGoal, seed: UInt64, observer: StepObserver?
+    ) throws(AdversarialError) -> AttackResult {
         try GradientDescentEngine(
             norm: .linf, epsilon: epsilon, steps: steps, stepSize: stepSize, randomStart: false, restarts: 1,
             momentum: nil
-        ).run(model: model, images: images, labels: labels, goal: goal, seed: seed)
+        ).run(model: model, images: images, labels: labels, goal: goal, seed: seed, observer: observer)
     }
 }
 
@@ -279,15 +285,14 @@ public struct ProjectedGradientDescent: FixedEpsilonAttack {
             stepSize ?? (norm == .linf ? max(epsilon / 30, 1.25 * epsilon / steps) : 2.5 * epsilon / steps)
     }
 
-    public func run(model: Model, images: Tensor, labels: [Int], goal: AttackGoal, seed: UInt64)
-        throws(AdversarialError)
-        -> AttackResult
-    {
+    public func run(
+        model: Model, images: Tensor, labels: [Int], goal: AttackGoal, seed: UInt64, observer: StepObserver?
+    ) throws(AdversarialError) -> AttackResult {
         try GradientDescentEngine(
             norm: norm, epsilon: epsilon, steps: steps, stepSize: stepSize, randomStart: randomStart,
             restarts: restarts,
             momentum: nil
-        ).run(model: model, images: images, labels: labels, goal: goal, seed: seed)
+        ).run(model: model, images: images, labels: labels, goal: goal, seed: seed, observer: observer)
     }
 }
 
@@ -325,13 +330,12 @@ public struct MomentumIterativeFGSM: FixedEpsilonAttack {
         self.decay = decay
     }
 
-    public func run(model: Model, images: Tensor, labels: [Int], goal: AttackGoal, seed: UInt64)
-        throws(AdversarialError)
-        -> AttackResult
-    {
+    public func run(
+        model: Model, images: Tensor, labels: [Int], goal: AttackGoal, seed: UInt64, observer: StepObserver?
+    ) throws(AdversarialError) -> AttackResult {
         try GradientDescentEngine(
             norm: .linf, epsilon: epsilon, steps: steps, stepSize: stepSize, randomStart: false, restarts: 1,
             momentum: decay
-        ).run(model: model, images: images, labels: labels, goal: goal, seed: seed)
+        ).run(model: model, images: images, labels: labels, goal: goal, seed: seed, observer: observer)
     }
 }

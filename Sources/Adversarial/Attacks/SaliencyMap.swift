@@ -29,12 +29,12 @@ public struct SaliencyMapAttack: MinimizationAttack {
         self.gamma = gamma
     }
 
-    public func run(model: Model, images: Tensor, labels: [Int], goal: AttackGoal, seed: UInt64)
-        throws(AdversarialError)
-        -> AttackResult
-    {
+    public func run(
+        model: Model, images: Tensor, labels: [Int], goal: AttackGoal, seed: UInt64, observer: StepObserver?
+    ) throws(AdversarialError) -> AttackResult {
         try validateAttackInput(model: model, images: images, labels: labels, goal: goal)
         var ledger = AttackLedger(model: model, images: images, labels: labels, goal: goal, seed: seed)
+        var control = StepControl(observer)
         var items = ledger.unfinished
         guard !items.isEmpty else { return ledger.verified(model: model) }
         let classCount = model.classCount
@@ -80,9 +80,16 @@ public struct SaliencyMapAttack: MinimizationAttack {
                 logits = model.logits(x)
                 ledger.addQueries(items)
             }
-            let met = ledger.meets(logits: logits, items: items)
+            let probabilities = softmax(logits)
+            let met = ledger.meets(probabilities: probabilities, items: items)
+            let stop =
+                iteration > 0
+                && control.shouldStop(
+                    after: OptimizationStep(
+                        step: iteration, steps: maxIterations, attempt: 0, items: items, images: x,
+                        probabilities: ledger.lossClassProbabilities(probabilities, items: items)))
             // The best pair of each image still searching, found in parallel.
-            let searching = items.indices.filter { !met[$0] && iteration < maxIterations }
+            let searching = items.indices.filter { !met[$0] && iteration < maxIterations && !stop }
             let domainNow = domain
             let pairs = Compute.map(searching.count) { index in
                 gradients.scalars.withUnsafeBufferPointer { g in
@@ -106,7 +113,7 @@ public struct SaliencyMapAttack: MinimizationAttack {
                     domain[row][pair.1] = false
                     keep.append(row)
                 } else {
-                    // Failed: out of budget or no admissible pair; return the last attempt.
+                    // Failed (out of budget, no admissible pair) or stopped: return the last attempt.
                     ledger.offer(item, image: x, row: row, score: 0)
                     ledger.iterations[item] += iteration
                 }
@@ -117,7 +124,7 @@ public struct SaliencyMapAttack: MinimizationAttack {
             domain = keep.map { domain[$0] }
             x = x.gathering(keep)
         }
-        return ledger.verified(model: model)
+        return ledger.verified(model: model, stopped: control.stopped)
     }
 
     /// The admissible pair (p, q) of the domain with the largest saliency, or nil. Ties go

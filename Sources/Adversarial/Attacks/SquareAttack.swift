@@ -42,12 +42,12 @@ public struct SquareAttack: FixedEpsilonAttack {
         self.initialFraction = initialFraction
     }
 
-    public func run(model: Model, images: Tensor, labels: [Int], goal: AttackGoal, seed: UInt64)
-        throws(AdversarialError)
-        -> AttackResult
-    {
+    public func run(
+        model: Model, images: Tensor, labels: [Int], goal: AttackGoal, seed: UInt64, observer: StepObserver?
+    ) throws(AdversarialError) -> AttackResult {
         try validateAttackInput(model: model, images: images, labels: labels, goal: goal)
         var ledger = AttackLedger(model: model, images: images, labels: labels, goal: goal, seed: seed)
+        var control = StepControl(observer)
         var items = ledger.unfinished
         guard !items.isEmpty else { return ledger.verified(model: model) }
         let shape = Array(images.shape.dropFirst())
@@ -78,20 +78,27 @@ public struct SquareAttack: FixedEpsilonAttack {
 
         for iteration in 0..<queries {
             // Iteration 0 judges the stripes; later ones judge the proposal they accepted.
-            let met = ledger.meets(logits: logits, items: items)
+            let probabilities = softmax(logits)
+            let met = ledger.meets(probabilities: probabilities, items: items)
+            let stop =
+                iteration > 0
+                && control.shouldStop(
+                    after: OptimizationStep(
+                        step: iteration, steps: queries, attempt: 0, items: items, images: best,
+                        probabilities: ledger.lossClassProbabilities(probabilities, items: items)))
             var keep: [Int] = []
             for (row, item) in items.enumerated() {
                 if met[row] {
                     ledger.succeed(item, image: best, row: row)
                     ledger.iterations[item] += iteration
-                } else if iteration == queries - 1 {
+                } else if iteration == queries - 1 || stop {
                     ledger.offer(item, image: best, row: row, score: -loss[row])
                     ledger.iterations[item] += iteration
                 } else {
                     keep.append(row)
                 }
             }
-            if keep.isEmpty { break }
+            if keep.isEmpty || stop { break }
             if keep.count < items.count {
                 items = keep.map { items[$0] }
                 clean = clean.gathering(keep)
@@ -137,7 +144,7 @@ public struct SquareAttack: FixedEpsilonAttack {
                 AttackMath.copyRow(row, of: proposalLogits, to: row, of: &logits)
             }
         }
-        return ledger.verified(model: model)
+        return ledger.verified(model: model, stopped: control.stopped)
     }
 
     /// p at an iteration: the paper's schedule for 10,000 iterations, rescaled to the budget.

@@ -9,6 +9,7 @@ let package = Package(
         .library(name: "Datasets", targets: ["Datasets"]),
         .library(name: "Adversarial", targets: ["Adversarial"]),
         .library(name: "Visuals", targets: ["Visuals"]),
+        .library(name: "Experiments", targets: ["Experiments"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -41,10 +42,11 @@ let package = Package(
         ),
         .target(name: "Adversarial", dependencies: ["NeuralNet"]),
         .target(name: "Visuals", dependencies: ["NeuralNet", "CPNG"]),
+        .target(name: "Experiments", dependencies: ["NeuralNet", "Datasets", "Adversarial", "Visuals"]),
         .executableTarget(
             name: "deceive",
             dependencies: [
-                "NeuralNet", "Datasets", "Adversarial", "Visuals",
+                "NeuralNet", "Datasets", "Adversarial", "Visuals", "Experiments",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),

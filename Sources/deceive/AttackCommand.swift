@@ -1,5 +1,6 @@
 import Adversarial
 import ArgumentParser
+import Experiments
 import Datasets
 import Foundation
 import NeuralNet

@@ -1,5 +1,6 @@
 import Adversarial
 import ArgumentParser
+import Experiments
 import Foundation
 import NeuralNet
 import Visuals

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Datasets
+import Experiments
 import Foundation
 import NeuralNet
 
@@ -16,7 +17,7 @@ struct Failure: Error, CustomStringConvertible {
 }
 
 /// Runs a command body, turning the library's error types into ``Failure``s (exit 1)
-/// and keeping ``ValidationError``s as usage errors (exit 2).
+/// and keeping ``ValidationError``s, and experiments' invalid inputs, as usage errors (exit 2).
 func runReportingErrors(_ body: () throws -> Void) throws {
     do {
         try body()
@@ -26,6 +27,8 @@ func runReportingErrors(_ body: () throws -> Void) throws {
         throw error
     } catch let error as Failure {
         throw error
+    } catch let error as ExperimentError {
+        throw error.kind == .invalidInput ? ValidationError(error.description) : Failure(error.description)
     } catch let error as CustomStringConvertible & Error {
         throw Failure(error.description)
     }
@@ -100,15 +103,6 @@ func loadCheckpoint(_ path: String, architecture: ArchitectureOption?) throws ->
     }
 }
 
-/// Encodes a value as pretty, key-sorted JSON text.
-func jsonText<T: Encodable>(_ value: T) -> String {
-    let encoder = JSONEncoder()
-    encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-    encoder.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
-    guard let data = try? encoder.encode(value) else { return "{}" }
-    return String(decoding: data, as: UTF8.self)
-}
-
 /// The command line as typed, for checkpoint metadata.
 var commandLine: String {
     (["deceive"] + Deceive.arguments).map { argument in
@@ -138,6 +132,3 @@ struct ProgressBar {
         FileHandle.standardError.write(Data("\r\u{1B}[K".utf8))
     }
 }
-
-/// Formats a fraction as a percentage with two decimals.
-func percent(_ fraction: Double) -> String { String(format: "%.2f%%", 100 * fraction) }

@@ -55,18 +55,6 @@ struct EvaluateCommand: ParsableCommand {
         }
     }
 
-    struct Report: Encodable {
-        let model: String
-        let dataset: String
-        let images: Int
-        let accuracy: Double
-        let perClassAccuracy: [Double]
-        /// Rows: true class; columns: predicted class.
-        let confusionMatrix: [[Int]]
-        let seconds: Double
-        let imagesPerSecond: Double
-    }
-
     struct CurvePoint: Encodable {
         let epsilon: Float?
         let report: AttackReport
@@ -160,33 +148,25 @@ struct EvaluateCommand: ParsableCommand {
     }
 
     private func accuracy(_ network: Model, test: LabeledImages, name: DatasetName) {
-        let images = test.allImages
-        let clock = ContinuousClock()
-        let start = clock.now
-        let predictions = network.predictions(images, batchSize: 1000)
-        let seconds = (clock.now - start).seconds
-        var matrix = [[Int]](repeating: [Int](repeating: 0, count: 10), count: 10)
-        for (truth, guess) in zip(test.labels, predictions) { matrix[truth][guess] += 1 }
-        let correct = (0..<10).reduce(0) { $0 + matrix[$1][$1] }
-        let perClass = (0..<10).map { Double(matrix[$0][$0]) / Double(max(matrix[$0].reduce(0, +), 1)) }
-        let report = Report(
-            model: source.model, dataset: name.rawValue, images: test.count, accuracy: Double(correct) / Double(test.count),
-            perClassAccuracy: perClass, confusionMatrix: matrix, seconds: seconds,
-            imagesPerSecond: Double(test.count) / max(seconds, 1e-9))
+        let report = AccuracyEvaluation(
+            model: network, images: test.allImages, labels: test.labels, modelName: source.model, dataset: name.rawValue)
         if json {
             print(jsonText(report))
             return
         }
-        print("\(source.model) on \(test.count) \(name.rawValue) test images: accuracy \(percent(report.accuracy)) (\(correct)/\(test.count))")
-        print(String(format: "%.2f s, %.0f images/s", seconds, report.imagesPerSecond))
+        let matrix = report.confusionMatrix
+        print(
+            "\(source.model) on \(test.count) \(name.rawValue) test images: accuracy \(percent(report.accuracy))"
+                + " (\(matrix.correct)/\(test.count))")
+        print(String(format: "%.2f s, %.0f images/s", report.seconds, report.imagesPerSecond))
         print("\nper class:")
         for digit in 0..<10 {
-            print("  \(name.classNames[digit].padding(toLength: 11, withPad: " ", startingAt: 0)) \(percent(perClass[digit]))")
+            print("  \(name.classNames[digit].padding(toLength: 11, withPad: " ", startingAt: 0)) \(percent(report.perClassAccuracy[digit]))")
         }
         print("\nconfusion matrix (rows: true class, columns: predicted):")
         print("      " + (0..<10).map { String(format: "%6d", $0) }.joined())
         for truth in 0..<10 {
-            print(String(format: "%6d", truth) + matrix[truth].map { String(format: "%6d", $0) }.joined())
+            print(String(format: "%6d", truth) + matrix.counts[truth].map { String(format: "%6d", $0) }.joined())
         }
     }
 }

@@ -199,13 +199,13 @@ struct ReportBuilder {
         }
         rows.append(["", "total", "", String(model.parameterCount)])
         let images = dataset.test.allImages
-        let predictions = model.predictions(images, batchSize: 1000)
-        var matrix = [[Int]](repeating: [Int](repeating: 0, count: 10), count: 10)
-        for (truth, guess) in zip(dataset.test.labels, predictions) { matrix[truth][guess] += 1 }
-        let accuracy = Double((0..<10).reduce(0) { $0 + matrix[$1][$1] }) / Double(dataset.test.count)
+        let evaluation = AccuracyEvaluation(
+            model: model, images: images, labels: dataset.test.labels, modelName: modelPath,
+            dataset: dataset.name.rawValue)
+        let predictions = evaluation.predictions
         var blocks: [HTMLReport.Block] = [
             .keyFigures([
-                .init(value: percent(accuracy), label: "test accuracy (10,000 digits)"),
+                .init(value: percent(evaluation.accuracy), label: "test accuracy (10,000 digits)"),
                 .init(value: "\(model.parameterCount)", label: "parameters"),
                 .init(value: checkpoint.metadata[Checkpoint.Key.trainingSeconds].map { "\($0) s" } ?? "–", label: "training time"),
             ]),
@@ -230,7 +230,7 @@ struct ReportBuilder {
                 .chart(
                     HeatMap(
                         title: "Confusion matrix", rowLabels: (0...9).map(String.init), columnLabels: (0...9).map(String.init),
-                        counts: matrix, rowAxisLabel: "true digit", columnAxisLabel: "predicted", scaling: .logarithmic),
+                        counts: evaluation.confusionMatrix.counts, rowAxisLabel: "true digit", columnAxisLabel: "predicted", scaling: .logarithmic),
                     caption: "Rows: the true digit; columns: what the model said. The diagonal is right.")))
         let wrong = dataset.test.labels.indices.filter { predictions[$0] != dataset.test.labels[$0] }.prefix(24)
         let cells = wrong.map { index in

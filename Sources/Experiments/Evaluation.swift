@@ -68,3 +68,30 @@ public struct AccuracyEvaluation: Sendable, Encodable {
         imagesPerSecond = Double(labels.count) / max(seconds, 1e-9)
     }
 }
+
+/// One point of an accuracy-against-ε curve.
+public struct RobustnessPoint: Sendable, Encodable {
+    /// The budget (the attack's own for minimisation attacks: nil).
+    public let epsilon: Float?
+    public let report: AttackReport
+}
+
+/// Robust accuracy under one attack for each ε (`deceive evaluate --attack`, the report's
+/// defence section): every ε attacks the same images, whose clean predictions are computed
+/// once. `epsilons` nil runs the attack once with its default (or no) budget.
+///
+/// `progress` gets the ε being run and the images done after each batch.
+public func robustnessCurve(
+    model: Model, settings: AttackSettings, epsilons: [Float]?, images: Tensor, labels: [Int],
+    progress: ((Float?, Int) -> Void)? = nil
+) throws(ExperimentError) -> [RobustnessPoint] {
+    let clean = model.predictions(images, batchSize: 1000)
+    var points: [RobustnessPoint] = []
+    for epsilon in epsilons.map({ $0.map(Optional.some) }) ?? [nil] {
+        let run = try AttackRun.run(
+            settings.with(epsilon: epsilon), model: model, images: images, labels: labels, cleanPredictions: clean,
+            progress: progress.map { progress in { progress(epsilon, $0) } })
+        points.append(RobustnessPoint(epsilon: epsilon ?? run.epsilon, report: run.report))
+    }
+    return points
+}

@@ -1,10 +1,9 @@
 import Adversarial
 import ArgumentParser
-import Experiments
 import Datasets
+import Experiments
 import Foundation
 import NeuralNet
-import Visuals
 
 /// Options shared by `deceive attack` and `deceive evaluate --attack`.
 struct AttackOptions: ParsableArguments {
@@ -36,25 +35,20 @@ struct AttackOptions: ParsableArguments {
 
     /// The ε values of a comma-separated list (one value for `attack`).
     func epsilons() throws -> [Float]? {
-        guard let eps else { return nil }
-        let values = eps.split(separator: ",").map { Float($0.trimmingCharacters(in: .whitespaces)) }
-        guard !values.isEmpty, values.allSatisfy({ $0.map { $0.isFinite && $0 >= 0 } ?? false }) else {
-            throw ValidationError("--eps must be a number ≥ 0 or a comma-separated list of them, got '\(eps)'")
+        do throws(ExperimentError) {
+            return try eps.map { text throws(ExperimentError) in try parseEpsilons(text) }
+        } catch {
+            throw ValidationError("--eps: \(error.description)")
         }
-        return values.compactMap { $0 }
     }
 
     func goal() throws -> AttackGoal {
         var mode = TargetMode.untargeted
         if targeted {
-            switch target ?? "random" {
-            case "random": mode = .random
-            case "least-likely", "leastlikely", "ll": mode = .leastLikely
-            case let text:
-                guard let digit = Int(text), (0...9).contains(digit) else {
-                    throw ValidationError("--target must be a digit 0–9, random or least-likely, got '\(text)'")
-                }
-                mode = .fixed(digit)
+            do throws(ExperimentError) {
+                mode = try TargetMode(parsing: target ?? "random")
+            } catch {
+                throw ValidationError("--target: \(error.description)")
             }
         } else if target != nil {
             throw ValidationError("--target needs --targeted")
@@ -66,17 +60,23 @@ struct AttackOptions: ParsableArguments {
         }
     }
 
-    func attack(_ method: AttackMethod, epsilon: Float?) throws -> any Attack {
+    /// The attack the options describe, at `epsilon`, checked.
+    func settings(_ method: AttackMethod, epsilon: Float?) throws -> AttackSettings {
         if let steps, steps < 1 { throw ValidationError("--steps must be at least 1, got \(steps)") }
         if let restarts, restarts < 1 { throw ValidationError("--restarts must be at least 1, got \(restarts)") }
         if let stepSize, !(stepSize.isFinite && stepSize > 0) {
             throw ValidationError("--step-size must be a positive number, got \(stepSize)")
         }
-        do {
-            return try method.make(AttackParameters(epsilon: epsilon, steps: steps, stepSize: stepSize, restarts: restarts))
+        let settings = AttackSettings(
+            method: method,
+            parameters: AttackParameters(epsilon: epsilon, steps: steps, stepSize: stepSize, restarts: restarts),
+            goal: try goal(), seed: seed)
+        do throws(ExperimentError) {
+            _ = try settings.attack()
         } catch {
             throw ValidationError("--method \(method.rawValue): \(error.description)")
         }
+        return settings
     }
 
     func validateShared() throws {
@@ -121,7 +121,7 @@ struct AttackCommand: ParsableCommand {
         if let epsilons = try options.epsilons(), epsilons.count > 1 {
             throw ValidationError("attack takes one --eps; for a curve use evaluate --attack \(method.rawValue) --eps \(options.eps ?? "")")
         }
-        _ = try options.attack(method, epsilon: try options.epsilons()?.first)
+        _ = try options.settings(method, epsilon: try options.epsilons()?.first)
     }
 
     func run() throws {
@@ -130,34 +130,20 @@ struct AttackCommand: ParsableCommand {
 
     private func attackTestImages() throws {
         let checkpoint = try source.load()
-        let network = checkpoint.model
-        let attack = try options.attack(method, epsilon: try options.epsilons()?.first)
-        let goal = try options.goal()
+        let settings = try options.settings(method, epsilon: try options.epsilons()?.first)
         let test = try data.store.load(log: { printError($0) }).test.prefix(count)
         if let output { try prepareOutputDirectory(URL(fileURLWithPath: output)) }
-        let images = test.allImages
-        let cleanPredictions = network.predictions(images, batchSize: 1000)
         var bar = ProgressBar()
-        let clock = ContinuousClock()
-        let began = clock.now
-        let result = try runInBatches(
-            attack, model: network, images: images, labels: test.labels, goal: goal, seed: options.seed,
+        let run = try AttackRun.run(
+            settings, model: checkpoint.model, images: test.allImages, labels: test.labels,
             progress: { bar.draw(method.rawValue, done: $0, of: test.count, detail: "images") })
-        let seconds = (clock.now - began).seconds
         bar.clear()
-        let report = AttackReport(
-            attack: method.rawValue, originals: images, labels: test.labels, cleanPredictions: cleanPredictions,
-            result: result, seconds: seconds)
-        if let output {
-            try writeAttackOutput(
-                URL(fileURLWithPath: output), originals: images, labels: test.labels, result: result,
-                cleanProbabilities: network.probabilities(images))
-        }
+        if let output { try run.write(to: URL(fileURLWithPath: output), model: checkpoint.model, command: commandLine) }
         if json {
-            print(jsonText(report))
+            print(jsonText(run.report))
             return
         }
-        printAttackReport(report, epsilon: (attack as? any FixedEpsilonAttack)?.epsilon)
+        printAttackReport(run.report, epsilon: run.epsilon)
         if let output { print("wrote \(output)/adversarial.safetensors and \(output)/gallery.png") }
     }
 }
@@ -177,52 +163,4 @@ func printAttackReport(_ report: AttackReport, epsilon: Float?) {
     }
     print(String(format: "  iterations %.1f, queries %.1f per image (mean)", report.meanIterations, report.meanQueries))
     print(String(format: "  %.2f s, %.0f images/s", report.seconds, report.imagesPerSecond))
-}
-
-/// `adversarial.safetensors` and a gallery of the first 10 images: originals, amplified
-/// perturbations, adversarials, each with its label and confidence.
-func writeAttackOutput(
-    _ directory: URL, originals: Tensor, labels: [Int], result: AttackResult, cleanProbabilities: Tensor
-) throws {
-    let probabilities = result.probabilities
-    let predictions = result.predictions
-    let file = Safetensors(
-        tensors: [
-            "original": originals, "adversarial": result.adversarial,
-            "labels": Tensor(shape: [labels.count], scalars: labels.map(Float.init)),
-            "predictions": Tensor(shape: [labels.count], scalars: predictions.map(Float.init)),
-            "success": Tensor(shape: [labels.count], scalars: result.success.map { $0 ? 1 : 0 }),
-        ],
-        metadata: ["command": commandLine])
-    do {
-        try file.write(to: directory.appendingPathComponent("adversarial.safetensors"))
-    } catch {
-        throw Failure(error.description)
-    }
-    let shown = Array(0..<min(10, labels.count))
-    let classes = probabilities.shape[1]
-    let cleanPredictions = argmax(rows: cleanProbabilities)
-    let originalCells = shown.map { row in
-        ImageGrid.Cell(
-            GreyImage(originals.batch(row..<row + 1)),
-            caption: "\(cleanPredictions[row]) " + String(format: "%.0f%%", 100 * cleanProbabilities.scalars[row * classes + cleanPredictions[row]]))
-    }
-    let perturbationCells = shown.map { row in
-        ImageGrid.Cell(RGBImage(perturbation: result.adversarial.batch(row..<row + 1) - originals.batch(row..<row + 1)))
-    }
-    let adversarialCells = shown.map { row in
-        ImageGrid.Cell(
-            GreyImage(result.adversarial.batch(row..<row + 1)),
-            caption: "\(predictions[row]) " + String(format: "%.0f%%", 100 * probabilities.scalars[row * classes + predictions[row]]))
-    }
-    let grid = ImageGrid(rows: [
-        ImageGrid.Row(title: "original", cells: originalCells),
-        ImageGrid.Row(title: "perturbation", cells: perturbationCells),
-        ImageGrid.Row(title: "adversarial", cells: adversarialCells),
-    ])
-    do {
-        try grid.render().writePNG(to: directory.appendingPathComponent("gallery.png"))
-    } catch {
-        throw Failure(error.description)
-    }
 }

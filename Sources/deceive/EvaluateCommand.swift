@@ -1,7 +1,7 @@
 import Adversarial
 import ArgumentParser
-import Experiments
 import Datasets
+import Experiments
 import Foundation
 import NeuralNet
 
@@ -45,7 +45,7 @@ struct EvaluateCommand: ParsableCommand {
         try attackOptions.validateShared()
         if let attack {
             for epsilon in try attackOptions.epsilons().map({ $0.map(Optional.some) }) ?? [nil] {
-                _ = try attackOptions.attack(attack, epsilon: epsilon)
+                _ = try attackOptions.settings(attack, epsilon: epsilon)
             }
         }
         if robust, let epsilons = try attackOptions.epsilons() {
@@ -53,11 +53,6 @@ struct EvaluateCommand: ParsableCommand {
                 throw ValidationError("--robust takes one --eps in (0, 1]")
             }
         }
-    }
-
-    struct CurvePoint: Encodable {
-        let epsilon: Float?
-        let report: AttackReport
     }
 
     func run() throws {
@@ -82,25 +77,15 @@ struct EvaluateCommand: ParsableCommand {
     }
 
     private func curve(_ network: Model, _ method: AttackMethod, images: Tensor, labels: [Int]) throws {
-        let goal = try attackOptions.goal()
-        let clean = network.predictions(images, batchSize: 1000)
-        var points: [CurvePoint] = []
-        for epsilon in try attackOptions.epsilons().map({ $0.map(Optional.some) }) ?? [nil] {
-            let attack = try attackOptions.attack(method, epsilon: epsilon)
-            var bar = ProgressBar()
-            let clock = ContinuousClock()
-            let began = clock.now
-            let label = "\(method.rawValue)" + (epsilon.map { " ε \($0)" } ?? "")
-            let result = try runInBatches(
-                attack, model: network, images: images, labels: labels, goal: goal, seed: attackOptions.seed,
-                progress: { bar.draw(label, done: $0, of: labels.count, detail: "images") })
-            bar.clear()
-            let report = AttackReport(
-                attack: method.rawValue, originals: images, labels: labels, cleanPredictions: clean,
-                result: result,
-                seconds: (clock.now - began).seconds)
-            points.append(CurvePoint(epsilon: epsilon ?? (attack as? any FixedEpsilonAttack)?.epsilon, report: report))
-        }
+        var bar = ProgressBar()
+        let points = try robustnessCurve(
+            model: network, settings: attackOptions.settings(method, epsilon: nil), epsilons: attackOptions.epsilons(),
+            images: images, labels: labels,
+            progress: { epsilon, done in
+                let label = "\(method.rawValue)" + (epsilon.map { " ε \($0)" } ?? "")
+                bar.draw(label, done: done, of: labels.count, detail: "images")
+                if done == labels.count { bar.clear() }
+            })
         if json {
             print(jsonText(points))
             return

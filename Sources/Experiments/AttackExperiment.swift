@@ -1,0 +1,178 @@
+import Adversarial
+import Foundation
+import NeuralNet
+import Visuals
+
+/// An attack as a user asks for it (`deceive attack`, `deceive evaluate --attack`, the
+/// report, the server): a method with its parameters, the goal and the seed.
+public struct AttackSettings: Sendable, Equatable {
+    public var method: AttackMethod
+    /// ε, steps, step size, restarts; nil for the method's defaults.
+    public var parameters: AttackParameters
+    public var goal: AttackGoal
+    public var seed: UInt64
+
+    /// Creates settings.
+    public init(
+        method: AttackMethod, parameters: AttackParameters = AttackParameters(), goal: AttackGoal = .untargeted,
+        seed: UInt64 = 1
+    ) {
+        self.method = method
+        self.parameters = parameters
+        self.goal = goal
+        self.seed = seed
+    }
+
+    /// The attack, its parameters checked (an invalid one is an
+    /// ``ExperimentError/Kind/invalidInput`` saying which parameter does not apply).
+    public func attack() throws(ExperimentError) -> any Attack {
+        do throws(AdversarialError) {
+            return try method.make(parameters)
+        } catch {
+            throw .invalid(error.description)
+        }
+    }
+
+    /// The same settings at another ε.
+    public func with(epsilon: Float?) -> AttackSettings {
+        var copy = self
+        copy.parameters.epsilon = epsilon
+        return copy
+    }
+}
+
+extension TargetMode {
+    /// Parses a target as a user writes it: a class (`0`…`classes − 1`), `random`, or
+    /// `least-likely` (also `leastlikely`, `ll`).
+    public init(parsing text: String, classes: Int = 10) throws(ExperimentError) {
+        switch text {
+        case "random": self = .random
+        case "least-likely", "leastlikely", "ll": self = .leastLikely
+        default:
+            guard let digit = Int(text), (0..<classes).contains(digit) else {
+                throw .invalid("the target must be a digit 0–\(classes - 1), random or least-likely, got '\(text)'")
+            }
+            self = .fixed(digit)
+        }
+    }
+}
+
+/// Parses ε values: one number ≥ 0 or a comma-separated list of them (`0,0.05,0.1`).
+public func parseEpsilons(_ text: String) throws(ExperimentError) -> [Float] {
+    let values = text.split(separator: ",").map { Float($0.trimmingCharacters(in: .whitespaces)) }
+    guard !values.isEmpty, values.allSatisfy({ $0.map { $0.isFinite && $0 >= 0 } ?? false }) else {
+        throw .invalid("ε must be a number ≥ 0 or a comma-separated list of them, got '\(text)'")
+    }
+    return values.compactMap { $0 }
+}
+
+/// An attack run on a set of labelled images, with everything its outputs need: the
+/// originals and their clean predictions, the result, and the honest report.
+public struct AttackRun: Sendable {
+    /// The attack's name, e.g. `pgd`.
+    public let attack: String
+    /// The budget of a fixed-budget attack, nil for a minimisation attack.
+    public let epsilon: Float?
+    /// The clean images [N, C, H, W] and their labels.
+    public let originals: Tensor
+    public let labels: [Int]
+    /// The model's answers for the clean images.
+    public let cleanPredictions: [Int]
+    /// The adversarial images, success flags, counts and final probabilities.
+    public let result: AttackResult
+    /// Accuracies, success rate, norms, cost.
+    public let report: AttackReport
+
+    /// Attacks `images` in batches of `batchSize`.
+    ///
+    /// - Parameters:
+    ///   - cleanPredictions: the model's answers for `images`, when the caller has them
+    ///     already (an ε curve computes them once); otherwise computed here.
+    ///   - progress: images done, after each batch.
+    ///   - observer: every optimisation step (rows of the whole set), which may stop the
+    ///     attack; a stopped run covers the batches begun, a prefix of `images`.
+    public static func run(
+        _ attack: any Attack, model: Model, images: Tensor, labels: [Int], goal: AttackGoal = .untargeted,
+        seed: UInt64 = 1, cleanPredictions: [Int]? = nil, batchSize: Int = 500, progress: ((Int) -> Void)? = nil,
+        observer: StepObserver? = nil
+    ) throws(ExperimentError) -> AttackRun {
+        let clean = cleanPredictions ?? model.predictions(images, batchSize: 1000)
+        let clock = ContinuousClock()
+        let began = clock.now
+        let result: AttackResult
+        do throws(AdversarialError) {
+            result = try runInBatches(
+                attack, model: model, images: images, labels: labels, goal: goal, seed: seed, batchSize: batchSize,
+                progress: progress, observer: observer)
+        } catch {
+            throw .invalid(error.description)
+        }
+        let seconds = (clock.now - began).seconds
+        // A stopped run covers a prefix of the set.
+        let count = result.success.count
+        let originals = count == labels.count ? images : images.batch(0..<count)
+        let attacked = Array(labels.prefix(count)), predictions = Array(clean.prefix(count))
+        let report = AttackReport(
+            attack: attack.name, originals: originals, labels: attacked, cleanPredictions: predictions,
+            result: result, seconds: seconds)
+        return AttackRun(
+            attack: attack.name, epsilon: (attack as? any FixedEpsilonAttack)?.epsilon, originals: originals,
+            labels: attacked, cleanPredictions: predictions, result: result, report: report)
+    }
+
+    /// Runs `settings` on the images.
+    public static func run(
+        _ settings: AttackSettings, model: Model, images: Tensor, labels: [Int], cleanPredictions: [Int]? = nil,
+        progress: ((Int) -> Void)? = nil, observer: StepObserver? = nil
+    ) throws(ExperimentError) -> AttackRun {
+        try run(
+            try settings.attack(), model: model, images: images, labels: labels, goal: settings.goal,
+            seed: settings.seed, cleanPredictions: cleanPredictions, progress: progress, observer: observer)
+    }
+
+    /// The first `count` images in three rows: the originals with the model's answer and
+    /// its probability, the perturbations (amplified: red brighter, blue darker), and the
+    /// adversarial images with the model's answer.
+    public func gallery(model: Model, count: Int = 10, scale: Int = 4) -> RGBImage {
+        let shown = Array(0..<min(count, labels.count))
+        let clean = model.probabilities(originals.batch(0..<shown.count))
+        func caption(_ probabilities: Tensor, _ row: Int) -> String {
+            let p = probabilities.row(row)
+            let best = p.indices.max { p[$0] < p[$1] } ?? 0
+            return "\(best) " + String(format: "%.0f%%", 100 * p[best])
+        }
+        let rows = [
+            ImageGrid.Row(
+                title: "original",
+                cells: shown.map { ImageGrid.Cell(GreyImage(originals.batch($0..<$0 + 1)), caption: caption(clean, $0)) }),
+            ImageGrid.Row(
+                title: "perturbation",
+                cells: shown.map {
+                    ImageGrid.Cell(RGBImage(perturbation: result.adversarial.batch($0..<$0 + 1) - originals.batch($0..<$0 + 1)))
+                }),
+            ImageGrid.Row(
+                title: "adversarial",
+                cells: shown.map {
+                    ImageGrid.Cell(
+                        GreyImage(result.adversarial.batch($0..<$0 + 1)), caption: caption(result.probabilities, $0))
+                }),
+        ]
+        return ImageGrid(rows: rows, scale: scale).render()
+    }
+
+    /// Writes `adversarial.safetensors` (`original`, `adversarial`, `labels`,
+    /// `predictions`, `success`; `command` in the metadata) and `gallery.png` (see
+    /// ``gallery(model:count:scale:)``) into `directory`, each atomically.
+    public func write(to directory: URL, model: Model, command: String) throws(ExperimentError) {
+        let file = Safetensors(
+            tensors: [
+                "original": originals, "adversarial": result.adversarial,
+                "labels": Tensor(shape: [labels.count], scalars: labels.map(Float.init)),
+                "predictions": Tensor(shape: [labels.count], scalars: result.predictions.map(Float.init)),
+                "success": Tensor(shape: [labels.count], scalars: result.success.map { $0 ? 1 : 0 }),
+            ],
+            metadata: ["command": command])
+        try Experiments.write(file, to: directory.appendingPathComponent("adversarial.safetensors"))
+        try Experiments.write(try gallery(model: model).png(), to: directory.appendingPathComponent("gallery.png"))
+    }
+}

@@ -77,69 +77,40 @@ struct FoolCommand: ParsableCommand {
         if let stepSize, !(stepSize.isFinite && stepSize > 0) {
             throw ValidationError("--step-size must be a positive number, got \(stepSize)")
         }
-        if let regularize { _ = try parseRegularization(regularize) }
+        _ = try regularization()
         if regularize != nil && method == .evolve {
             throw ValidationError("--regularize needs a gradient method (--method adam or sign)")
         }
     }
 
-    /// Parses `l2`, `tv`, `l2,tv`, `l2=0.05,tv=0.3`.
-    func parseRegularization(_ text: String) throws -> Fooling.Regularization {
-        var result = Fooling.Regularization(l2: 0, totalVariation: 0)
-        for part in text.split(separator: ",") {
-            let pieces = part.split(separator: "=", maxSplits: 1).map { $0.trimmingCharacters(in: .whitespaces).lowercased() }
-            let weight: Float?
-            if pieces.count == 2 { weight = Float(pieces[1]) } else { weight = nil }
-            if pieces.count == 2, !(weight.map { $0.isFinite && $0 >= 0 } ?? false) {
-                throw ValidationError("--regularize: weight '\(pieces[1])' must be a number ≥ 0")
-            }
-            switch pieces[0] {
-            case "l2": result.l2 = weight ?? 0.01
-            case "tv": result.totalVariation = weight ?? 0.1
-            default: throw ValidationError("--regularize: unknown penalty '\(pieces[0])' (use l2, tv or l2,tv)")
-            }
+    /// `--regularize`, parsed.
+    func regularization() throws -> Fooling.Regularization? {
+        do throws(ExperimentError) {
+            return try regularize.map { text throws(ExperimentError) in try Fooling.Regularization(parsing: text) }
+        } catch {
+            throw ValidationError("--regularize: \(error.description)")
         }
-        return result
+    }
+
+    /// The optimisation the options describe.
+    func fooling() throws -> Fooling {
+        let regularization = try regularization()
+        do throws(AdversarialError) {
+            return try Fooling(
+                method: method, objective: loss, confidence: confidence, epsilon: within,
+                maxSteps: maxSteps ?? FoolingExperiment.defaultMaxSteps(method: method, regularization: regularization),
+                restarts: restarts, stepSize: stepSize, regularization: regularization, seed: seed)
+        } catch {
+            throw ValidationError(error.description)
+        }
     }
 
     func run() throws {
         try runReportingErrors { try fool() }
     }
 
-    struct TargetSummary: Encodable {
-        let target: Int
-        let success: Bool
-        let steps: Int
-        let queries: Int
-        let confidence: Float
-        let confidenceAfterPNG: Float
-        let predictedAfterPNG: Int
-        let linfDistance: Float
-        let l2Distance: Float
-        let seconds: Double
-        let image: String
-        let start: String
-    }
-
-    struct Summary: Encodable {
-        let model: String
-        let method: String
-        let loss: String
-        let start: String
-        let within: Float?
-        let requestedConfidence: Float
-        let output: String
-        let seconds: Double
-        let targets: [TargetSummary]
-    }
-
     private func fool() throws {
         let checkpoint = try source.load()
-        let network = checkpoint.model
-        guard network.architecture.inputShape == [1, 28, 28] else {
-            throw Failure("\(source.model): fooling needs a model of 1×28×28 grey images")
-        }
-        let targets = all ? Array(0..<10) : [target ?? 0]
         let startKind: FoolingStart
         switch start {
         case "noise": startKind = .noise
@@ -147,95 +118,44 @@ struct FoolCommand: ParsableCommand {
         case "gaussian": startKind = .gaussian
         default: startKind = .image(try readImageForModel(start))
         }
-        let regularization = try regularize.map(parseRegularization)
-        let fooling: Fooling
-        do {
-            fooling = try Fooling(
-                method: method, objective: loss, confidence: confidence, epsilon: within,
-                maxSteps: maxSteps ?? (regularization != nil ? 300 : (method == .evolve ? 400 : 1000)), restarts: restarts,
-                stepSize: stepSize, regularization: regularization, seed: seed)
-        } catch {
-            throw ValidationError(error.description)
-        }
+        let experiment = try FoolingExperiment(targets: all ? Array(0..<10) : [target ?? 0], start: startKind, fooling: fooling())
         let outputURL = URL(fileURLWithPath: output)
         try prepareOutputDirectory(outputURL)
-        let starts = startKind.images(for: targets, shape: [1, 28, 28], seed: seed)
         var bar = ProgressBar()
-        let clock = ContinuousClock()
-        let began = clock.now
-        var latest = [Float](repeating: 0, count: targets.count)
-        let result = try fooling.run(model: network, starts: starts, targets: targets) { step in
+        var latest = [Float](repeating: 0, count: experiment.targets.count)
+        let observer: StepObserver = { step in
             for (item, p) in zip(step.items, step.probabilities) { latest[item] = p }
             let shown = latest.map { String(format: "%.2f", $0) }.joined(separator: " ")
             bar.draw("attempt \(step.attempt + 1) step", done: step.step, of: step.steps, detail: "p(target) \(shown)")
             return .proceed
         }
-        bar.clear()
-        let seconds = (clock.now - began).seconds
-
-        // Write, read back, classify again: the honest confidence.
-        var files: [(image: String, start: String)] = []
-        for (row, digit) in targets.enumerated() {
-            let image = outputURL.appendingPathComponent("\(digit).png")
-            let startFile = outputURL.appendingPathComponent("start-\(digit).png")
-            try writeGreyPNG(result.images.batch(row..<row + 1), to: image)
-            try writeGreyPNG(result.starts.batch(row..<row + 1), to: startFile)
-            files.append((image.path, startFile.path))
-        }
-        let reread = Tensor.concatenate(try files.map { try readImageForModel($0.image) })
-        let rereadProbabilities = network.probabilities(reread)
-        let classes = network.classCount
-        var summaries: [TargetSummary] = []
-        for (row, digit) in targets.enumerated() {
-            let difference = (result.images.batch(row..<row + 1) - result.starts.batch(row..<row + 1)).scalars
-            let after = Array(rereadProbabilities.scalars[row * classes..<(row + 1) * classes])
-            summaries.append(
-                TargetSummary(
-                    target: digit, success: after[digit] >= confidence, steps: result.steps[row], queries: result.queries[row],
-                    confidence: result.targetProbabilities[row], confidenceAfterPNG: after[digit],
-                    predictedAfterPNG: after.indices.max { after[$0] < after[$1] } ?? 0,
-                    linfDistance: difference.map(abs).max() ?? 0,
-                    l2Distance: difference.reduce(0) { $0 + $1 * $1 }.squareRoot(), seconds: seconds / Double(targets.count),
-                    image: files[row].image, start: files[row].start))
-        }
-        let labels = summaries.map { "\($0.target): " + String(format: "%.1f%%", 100 * $0.confidenceAfterPNG) }
-        try writeGrid(
-            rows: [result.starts, result.images], captions: [targets.map { "start \($0)" }, labels],
-            to: outputURL.appendingPathComponent("grid.png"))
-        let trajectories = Dictionary(uniqueKeysWithValues: zip(targets.map(String.init), result.trajectories))
-        try writeText(jsonText(trajectories), to: outputURL.appendingPathComponent("trajectory.json"))
-        let tensors = Safetensors(
-            tensors: [
-                "start": result.starts, "images": result.images,
-                "targets": Tensor(shape: [targets.count], scalars: targets.map(Float.init)),
-                "probabilities": rereadProbabilities,
-            ],
-            metadata: ["model": source.model, "command": commandLine])
+        let outcome: FoolingOutcome
         do {
-            try tensors.write(to: outputURL.appendingPathComponent("fooling.safetensors"))
+            outcome = try experiment.run(model: checkpoint.model, observer: observer)
         } catch {
-            throw Failure(error.description)
+            // The model or the start image does not fit: the work failed, as for predict.
+            throw Failure("\(source.model): \(error.description)")
         }
-        let summary = Summary(
-            model: source.model, method: method.rawValue, loss: loss.rawValue, start: start, within: within,
-            requestedConfidence: confidence, output: output, seconds: seconds, targets: summaries)
-        try writeText(jsonText(summary), to: outputURL.appendingPathComponent("summary.json"))
+        bar.clear()
+        let summary = try outcome.write(to: outputURL, model: source.model, start: start, command: commandLine)
         if json {
             print(jsonText(summary))
             return
         }
-        let reached = summaries.filter(\.success).count
-        print("fooled \(reached)/\(summaries.count) digits to ≥ \(confidence) (after the PNG round trip) in \(String(format: "%.2f s", seconds))")
+        let reached = summary.targets.filter(\.success).count
+        print(
+            "fooled \(reached)/\(summary.targets.count) digits to ≥ \(confidence) (after the PNG round trip) in "
+                + String(format: "%.2f s", summary.seconds))
         print("digit  confidence  after PNG  predicted  steps  queries    L∞      L2")
-        for s in summaries {
+        for s in summary.targets {
             print(
                 String(
                     format: "%5d  %10.4f  %9.4f  %9d  %5d  %7d  %.3f  %6.2f", s.target, s.confidence, s.confidenceAfterPNG,
                     s.predictedAfterPNG, s.steps, s.queries, s.linfDistance, s.l2Distance))
         }
         print("wrote \(output)/grid.png, the digit PNGs, trajectory.json, summary.json and fooling.safetensors")
-        if reached < summaries.count {
-            print("\(summaries.count - reached) digit(s) fell short: try more --max-steps, --restarts, or a larger --within")
+        if reached < summary.targets.count {
+            print("\(summary.targets.count - reached) digit(s) fell short: try more --max-steps, --restarts, or a larger --within")
         }
     }
 }

@@ -17,40 +17,6 @@ func readImageForModel(_ path: String) throws -> Tensor {
     return image.fittedToSquare(side: 28).tensor()
 }
 
-/// Writes one image [1, 1, H, W] as an 8-bit grey PNG, atomically.
-func writeGreyPNG(_ image: Tensor, to url: URL) throws {
-    do {
-        try GreyImage(image).writePNG(to: url)
-    } catch {
-        throw Failure(error.description)
-    }
-}
-
-/// Writes rows of images as one upscaled, captioned grid PNG.
-func writeGrid(rows: [Tensor], captions: [[String]], titles: [String] = [], to url: URL, scale: Int = 4) throws {
-    let gridRows = rows.enumerated().map { index, batch in
-        let images = GreyImage.images(fromBatch: batch)
-        let cells = images.enumerated().map { column, image in
-            ImageGrid.Cell(image, caption: column < captions[index].count ? captions[index][column] : "")
-        }
-        return ImageGrid.Row(title: index < titles.count ? titles[index] : "", cells: cells)
-    }
-    do {
-        try ImageGrid(rows: gridRows, scale: scale).render().writePNG(to: url)
-    } catch {
-        throw Failure(error.description)
-    }
-}
-
-/// Writes text to a file atomically.
-func writeText(_ text: String, to url: URL) throws {
-    do {
-        try AtomicFile.write(Data((text + "\n").utf8), to: url)
-    } catch {
-        throw Failure(error.description)
-    }
-}
-
 /// Creates an output directory (and parents), failing early and clearly when it cannot.
 func prepareOutputDirectory(_ url: URL) throws {
     var isDirectory: ObjCBool = false

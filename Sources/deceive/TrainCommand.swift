@@ -1,7 +1,7 @@
 import Adversarial
 import ArgumentParser
-import Experiments
 import Datasets
+import Experiments
 import Foundation
 import NeuralNet
 import Synchronization
@@ -112,52 +112,13 @@ struct TrainCommand: ParsableCommand {
         }
     }
 
-    struct Summary: Encodable {
-        let output: String
-        let architecture: String
-        let dataset: String
-        let parameters: Int
-        let trainingImages: Int
-        let testAccuracy: Double
-        let trainingSeconds: Double
-        let epochs: [EpochRecord]
-    }
-
-    /// What defines a run: saved in resumable checkpoints, so `--resume` continues the same run.
-    struct Settings: Codable {
-        var architecture: String
-        var dataset: String
-        var epochs: Int
-        var batchSize: Int
-        var learningRate: Float
-        var optimizer: String
-        var momentum: Float
-        var weightDecay: Float
-        var schedule: String
-        var augment: Bool
-        var seed: UInt64
-        var limit: Int?
-        var adversarial: String
-        var eps: Float
-        var attackSteps: Int?
-        var attackStepSize: Float?
-        var epsWarmup: Double
-        var beta: Float
-        var command: String
-    }
-
-    var settings: Settings {
-        Settings(
+    /// What defines the run, as saved in resumable checkpoints.
+    var settings: TrainingSettings {
+        TrainingSettings(
             architecture: arch.text, dataset: data.dataset.rawValue, epochs: epochs, batchSize: batchSize,
             learningRate: learningRate, optimizer: optimizer.rawValue, momentum: momentum, weightDecay: weightDecay,
             schedule: schedule, augment: augment, seed: seed, limit: limit, adversarial: adversarial.rawValue, eps: eps,
             attackSteps: attackSteps, attackStepSize: attackStepSize, epsWarmup: epsWarmup, beta: beta, command: commandLine)
-    }
-
-    /// Where the resumable state of a run writing `output` goes: `model.safetensors` → `model.resume.safetensors`.
-    static func resumeURL(for output: URL) -> URL {
-        let base = output.pathExtension == "safetensors" ? output.deletingPathExtension() : output
-        return base.appendingPathExtension("resume.safetensors")
     }
 
     func run() throws {
@@ -166,146 +127,76 @@ struct TrainCommand: ParsableCommand {
 
     private func train() throws {
         let outputURL = URL(fileURLWithPath: output)
-        let resumeURL = TrainCommand.resumeURL(for: outputURL)
         try checkWritable(outputURL)
-        var settings = self.settings
-        var resumed: TrainingCheckpoint?
-        if let resume {
-            let saved = try TrainingCheckpoint.load(from: URL(fileURLWithPath: resume))
-            guard let decoded = try? JSONDecoder().decode(Settings.self, from: Data(saved.options.utf8)) else {
-                throw Failure("\(resume): its training options cannot be read")
-            }
-            settings = decoded
-            resumed = saved
-        }
-        guard let rateSchedule = LearningRateSchedule(parsing: settings.schedule),
-            let datasetName = DatasetName(rawValue: settings.dataset),
-            let method = AdversarialTraining.Method(rawValue: settings.adversarial)
-        else { throw Failure("invalid training options") }
-        let architecture = try Architecture.resolve(settings.architecture)
-        let dataset = try data.store(for: datasetName).load(log: { printError($0) })
-        let train = settings.limit.map { dataset.train.prefix($0) } ?? dataset.train
-        let rule: any Optimizer =
-            settings.optimizer == "adam"
-            ? Adam(weightDecay: settings.weightDecay) : SGD(momentum: settings.momentum, weightDecay: settings.weightDecay)
-        var trainer: Trainer
-        var position = TrainingPosition()
-        if let resumed {
-            trainer = try resumed.trainer(optimizer: rule)
-            position = resumed.position
-        } else {
-            var generator = SplitMix64(seed: settings.seed)
-            trainer = Trainer(model: try Model(architecture: architecture, generator: &generator), optimizer: rule)
-        }
-        let source = ShuffledBatches(
-            train, batchSize: settings.batchSize, seed: settings.seed, maximumShift: settings.augment ? 2 : 0)
-        let plan = TrainingPlan(
-            epochs: settings.epochs, learningRate: settings.learningRate, schedule: rateSchedule, seed: settings.seed)
-        let testImages = dataset.test.allImages
+        let run = try TrainingRun(settings: settings, output: outputURL, resume: resume.map { URL(fileURLWithPath: $0) })
         let quiet = json
         func say(_ line: String) {
             if quiet { printError(line) } else { print(line) }
             // Show each line at once, also when standard output is a file or a pipe.
             fflush(nil)
         }
-        let parameterCount = trainer.model.parameterCount
-        say("training \(architecture) (\(parameterCount) parameters) on \(train.count) \(dataset.name.rawValue) images")
-        say(
-            "\(settings.optimizer), lr \(settings.learningRate), \(rateSchedule), batch \(settings.batchSize)"
-                + (settings.augment ? ", augmented" : "") + ", \(Compute.threadCount) threads")
         let backend = try BLASBackend.load()
-        say("engine: \(backend.summary)")
-        if let warning = backend.warning { printError("deceive: WARNING: \(warning)") }
-        if resumed != nil { say("resuming \(resume ?? "") at epoch \(position.epoch + 1), batch \(position.batch)") }
-        let defence: AdversarialTraining?
-        do {
-            defence = method == .none ? nil : try AdversarialTraining(
-                method: method, epsilon: settings.eps, steps: settings.attackSteps, stepSize: settings.attackStepSize,
-                beta: settings.beta)
-        } catch {
-            throw ValidationError("--adversarial \(method.rawValue): \(error.description)")
-        }
-        if let defence {
-            say(
-                "adversarial training: \(defence.method.rawValue), ε \(defence.epsilon), \(defence.steps) steps of \(defence.stepSize)"
-                    + (defence.method == .trades ? ", β \(defence.beta)" : "")
-                    + (settings.epsWarmup > 0 ? ", ε warm-up over \(settings.epsWarmup) epochs" : ""))
-        }
-        let prepare = defence?.preparation(
-            warmupSteps: Int(settings.epsWarmup * Double(source.batchesPerEpoch)), seed: settings.seed &+ 0xADE)
-        let options = String(decoding: try JSONEncoder().encode(settings), as: UTF8.self)
-        let metadata = [Checkpoint.Key.dataset: dataset.name.rawValue, Checkpoint.Key.seed: String(settings.seed)]
         InterruptSignal.install()
         var bar = ProgressBar()
-        let epochs = settings.epochs
-        var writeFailure: FileWriteError?
-        let onEvent: (TrainingEvent) throws -> Void = { event in
-            switch event {
+        let epochs = run.settings.epochs
+        let onProgress: (TrainingProgress) -> StepDecision = { progress in
+            switch progress {
+            case .started(let start):
+                say(describe(start))
+                say("engine: \(backend.summary)")
+                if let warning = backend.warning { printError("deceive: WARNING: \(warning)") }
+                if let position = start.resumedAt {
+                    say("resuming \(resume ?? "") at epoch \(position.epoch + 1), batch \(position.batch)")
+                }
+                if let defence = start.defence {
+                    say(describe(defence, warmup: start.settings.epsWarmup))
+                }
             case let .batch(epoch, done, total, loss, accuracy):
                 let detail = String(format: "loss %.4f  train ", loss) + percent(accuracy)
                 bar.draw("epoch \(epoch)/\(epochs)", done: done, of: total, detail: detail)
-                if InterruptSignal.received { throw InterruptSignal.Stop() }
-            case let .epoch(record, snapshot):
+            case .epoch(let record):
                 bar.clear()
                 say(describe(record, of: epochs))
-                do throws(FileWriteError) {
-                    try TrainingCheckpoint(
-                        trainer: snapshot.trainer, position: snapshot.position, options: options, metadata: metadata
-                    ).write(to: resumeURL)
-                } catch {
-                    writeFailure = error
-                    throw InterruptSignal.Stop()
-                }
-                if InterruptSignal.received { throw InterruptSignal.Stop() }
             }
+            return InterruptSignal.received ? .stop : .proceed
         }
-        let evaluate: (Model) -> Double? = { model in
-            model.accuracy(testImages, labels: dataset.test.labels)
-        }
-        let history: [EpochRecord]
-        do {
-            history = try trainer.fit(source, plan: plan, from: &position, prepare: prepare, evaluate: evaluate, onEvent: onEvent)
-        } catch is InterruptSignal.Stop {
+        let outcome = try run.run(
+            dataDirectory: data.dataDir.map { URL(fileURLWithPath: $0) }, onProgress: onProgress, log: { printError($0) })
+        switch outcome {
+        case let .interrupted(position, resumeFile):
             bar.clear()
-            if let writeFailure { throw Failure(writeFailure.description) }
-            do {
-                try TrainingCheckpoint(trainer: trainer, position: position, options: options, metadata: metadata)
-                    .write(to: resumeURL)
-            } catch {
-                throw Failure(error.description)
-            }
             printError(
                 "deceive: interrupted at epoch \(position.epoch + 1), batch \(position.batch); "
-                    + "continue with: deceive train --resume \(resumeURL.path) --output \(output)")
+                    + "continue with: deceive train --resume \(resumeFile.path) --output \(output)")
             throw ExitCode(130)
-        }
-        let seconds = history.reduce(0) { $0 + $1.seconds }
-        let testAccuracy = history.last?.testAccuracy ?? 0
-        var final = metadata
-        final[Checkpoint.Key.command] = settings.command
-        final[Checkpoint.Key.testAccuracy] = String(testAccuracy)
-        final[Checkpoint.Key.trainingSeconds] = String(format: "%.1f", seconds)
-        if let encoded = try? JSONEncoder().encode(history) {
-            final[Checkpoint.Key.history] = String(decoding: encoded, as: UTF8.self)
-        }
-        try Checkpoint(model: trainer.model, metadata: final).write(to: outputURL)
-        try? FileManager.default.removeItem(at: resumeURL)
-        say("test accuracy \(percent(testAccuracy)) after " + String(format: "%.1f s", seconds) + " of training; wrote \(output)")
-        if json {
-            print(
-                jsonText(
-                    Summary(
-                        output: output, architecture: architecture.spec, dataset: dataset.name.rawValue,
-                        parameters: parameterCount, trainingImages: train.count, testAccuracy: testAccuracy,
-                        trainingSeconds: seconds, epochs: history)))
+        case .finished(let summary):
+            say(
+                "test accuracy \(percent(summary.testAccuracy)) after " + String(format: "%.1f s", summary.trainingSeconds)
+                    + " of training; wrote \(output)")
+            if json { print(jsonText(summary)) }
         }
     }
+}
+
+/// The first lines of a run: what it trains, on what, and how.
+func describe(_ start: TrainingStart) -> String {
+    let settings = start.settings
+    return "training \(start.architecture) (\(start.parameters) parameters) on \(start.trainingImages) "
+        + "\(start.dataset.rawValue) images\n"
+        + "\(settings.optimizer), lr \(settings.learningRate), \(start.schedule), batch \(settings.batchSize)"
+        + (settings.augment ? ", augmented" : "") + ", \(start.threads) threads"
+}
+
+/// The adversarial-training line of a run.
+func describe(_ defence: AdversarialTraining, warmup: Double) -> String {
+    "adversarial training: \(defence.method.rawValue), ε \(defence.epsilon), \(defence.steps) steps of \(defence.stepSize)"
+        + (defence.method == .trades ? ", β \(defence.beta)" : "")
+        + (warmup > 0 ? ", ε warm-up over \(warmup) epochs" : "")
 }
 
 /// SIGINT and SIGTERM ask a training run to stop after its current batch and save a
 /// resumable checkpoint; a second signal kills as usual.
 enum InterruptSignal {
-    struct Stop: Error {}
     private static let flag = Atomic<Bool>(false)
     nonisolated(unsafe) private static var sources: [DispatchSourceSignal] = []
 

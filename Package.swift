@@ -56,6 +56,8 @@ let package = Package(
         .testTarget(name: "DatasetsTests", dependencies: ["Datasets", "NeuralNet"]),
         .testTarget(name: "AdversarialTests", dependencies: ["Adversarial", "NeuralNet", "Datasets"]),
         .testTarget(name: "VisualsTests", dependencies: ["Visuals", "NeuralNet"]),
+        .testTarget(
+            name: "ExperimentsTests", dependencies: ["Experiments", "Adversarial", "Datasets", "NeuralNet", "Visuals"]),
         .testTarget(name: "deceiveTests", dependencies: ["deceive", "deceive-fuzz"]),
     ]
 )

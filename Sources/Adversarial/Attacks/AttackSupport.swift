@@ -80,11 +80,26 @@ struct AttackLedger {
         }
     }
 
-    /// The probability of each item's loss class (``lossClass(_:)``) in `probabilities`
-    /// (row `r` belongs to `items[r]`), for ``OptimizationStep/probabilities``.
-    func lossClassProbabilities(_ probabilities: Tensor, items: [Int]) -> [Float] {
+    /// Judges one evaluated step: which items (row `r` of `logits` and `images` belongs to
+    /// `items[r]`) meet the criterion, and whether the run stops after this step. The step
+    /// is reported to the run's observer with each item's probability of its loss class
+    /// (``lossClass(_:)``); step 0, the starting point, is judged but not reported.
+    func judge(
+        logits: Tensor, items: [Int], images: Tensor, step: Int, of steps: Int, attempt: Int,
+        control: inout StepControl
+    ) -> (met: [Bool], stop: Bool) {
+        let probabilities = softmax(logits)
+        let met = meets(probabilities: probabilities, items: items)
         let classes = probabilities.shape[1]
-        return items.enumerated().map { row, item in probabilities.scalars[row * classes + lossClass(item)] }
+        let stop =
+            step > 0
+            && control.shouldStop(
+                after: OptimizationStep(
+                    step: step, steps: steps, attempt: attempt, items: items, images: images,
+                    probabilities: items.enumerated().map { row, item in
+                        probabilities.scalars[row * classes + lossClass(item)]
+                    }))
+        return (met, stop)
     }
 
     /// Marks an item successful with row `row` of `images` as its adversarial.

@@ -104,15 +104,11 @@ public struct AutoPGD: FixedEpsilonAttack {
                     model: model, rows.x, items: rows.items, ledger: ledger)
                 ledger.addQueries(rows.items)
                 rows.record(gradient: gradient, losses: losses)
-                let probabilities = softmax(logits)
-                let stop = control.shouldStop(
-                    after: OptimizationStep(
-                        step: iteration + 1, steps: steps, attempt: restart, items: rows.items, images: rows.x,
-                        probabilities: ledger.lossClassProbabilities(probabilities, items: rows.items)))
+                let (met, stop) = ledger.judge(
+                    logits: logits, items: rows.items, images: rows.x, step: iteration + 1, of: steps,
+                    attempt: restart, control: &control)
                 // Before the checkpoint, which may move x back to the best point.
-                rows.retire(
-                    met: ledger.meets(probabilities: probabilities, items: rows.items), iterations: iteration + 1,
-                    ledger: &ledger)
+                rows.retire(met: met, iterations: iteration + 1, ledger: &ledger)
                 if stop {
                     rows.giveUp(iterations: iteration + 1, ledger: &ledger)
                     break attempts

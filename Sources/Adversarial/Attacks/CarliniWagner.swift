@@ -109,8 +109,9 @@ public struct CarliniWagnerL2: MinimizationAttack {
                 }
                 ledger.addQueries(items)
                 ledger.addIterations(items)
-                let probabilities = softmax(pass.logits)
-                let met = ledger.meets(probabilities: probabilities, items: items)
+                let (met, stop) = ledger.judge(
+                    logits: pass.logits, items: items, images: x, step: iteration + 1, of: steps, attempt: searchStep,
+                    control: &control)
                 let hinges = hingeLoss(
                     logits: pass.logits, classes: rivals[...],
                     weights: Array(repeating: 1, count: items.count)[...],
@@ -147,10 +148,6 @@ public struct CarliniWagnerL2: MinimizationAttack {
                     }
                 }
                 // Stopped: the smallest adversarials so far are in the ledger already.
-                let stop = control.shouldStop(
-                    after: OptimizationStep(
-                        step: iteration + 1, steps: steps, attempt: searchStep, items: items, images: x,
-                        probabilities: ledger.lossClassProbabilities(probabilities, items: items)))
                 if stop { break search }
                 adam.update(&w, gradient: gradient, state: &moments, step: iteration + 1, learningRate: learningRate)
                 if keep.isEmpty { break }

@@ -115,14 +115,8 @@ public struct DeepFool: MinimizationAttack {
                 logits = model.logits(x)
                 ledger.addQueries(items)
             }
-            let probabilities = softmax(logits)
-            let met = ledger.meets(probabilities: probabilities, items: items)
-            let stop =
-                step > 0
-                && control.shouldStop(
-                    after: OptimizationStep(
-                        step: step, steps: steps, attempt: 0, items: items, images: x,
-                        probabilities: ledger.lossClassProbabilities(probabilities, items: items)))
+            let (met, stop) = ledger.judge(
+                logits: logits, items: items, images: x, step: step, of: steps, attempt: 0, control: &control)
             var keep: [Int] = []
             for (row, item) in items.enumerated() {
                 if met[row] {

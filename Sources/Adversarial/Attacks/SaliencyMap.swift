@@ -80,14 +80,9 @@ public struct SaliencyMapAttack: MinimizationAttack {
                 logits = model.logits(x)
                 ledger.addQueries(items)
             }
-            let probabilities = softmax(logits)
-            let met = ledger.meets(probabilities: probabilities, items: items)
-            let stop =
-                iteration > 0
-                && control.shouldStop(
-                    after: OptimizationStep(
-                        step: iteration, steps: maxIterations, attempt: 0, items: items, images: x,
-                        probabilities: ledger.lossClassProbabilities(probabilities, items: items)))
+            let (met, stop) = ledger.judge(
+                logits: logits, items: items, images: x, step: iteration, of: maxIterations, attempt: 0,
+                control: &control)
             // The best pair of each image still searching, found in parallel.
             let searching = items.indices.filter { !met[$0] && iteration < maxIterations && !stop }
             let domainNow = domain

@@ -78,14 +78,9 @@ public struct SquareAttack: FixedEpsilonAttack {
 
         for iteration in 0..<queries {
             // Iteration 0 judges the stripes; later ones judge the proposal they accepted.
-            let probabilities = softmax(logits)
-            let met = ledger.meets(probabilities: probabilities, items: items)
-            let stop =
-                iteration > 0
-                && control.shouldStop(
-                    after: OptimizationStep(
-                        step: iteration, steps: queries, attempt: 0, items: items, images: best,
-                        probabilities: ledger.lossClassProbabilities(probabilities, items: items)))
+            let (met, stop) = ledger.judge(
+                logits: logits, items: items, images: best, step: iteration, of: queries, attempt: 0,
+                control: &control)
             var keep: [Int] = []
             for (row, item) in items.enumerated() {
                 if met[row] {

@@ -173,7 +173,7 @@ public struct FoolingOutcome: Sendable {
             let startFile = directory.appendingPathComponent("start-\(numbers.target).png")
             try Experiments.write(imagePNGs[row], to: image)
             try Experiments.write(startPNGs[row], to: startFile)
-            targetSummaries.append(FoolingSummary.Target(numbers, image: image.path, start: startFile.path))
+            targetSummaries.append(FoolingSummary.Target(numbers: numbers, image: image.path, start: startFile.path))
         }
         let labels = targets.map { "\($0.target): " + String(format: "%.1f%%", 100 * $0.confidenceAfterPNG) }
         let grid = ImageGrid(
@@ -200,35 +200,22 @@ public struct FoolingOutcome: Sendable {
 
 /// `summary.json` of a fooling run, and what `deceive fool --json` prints.
 public struct FoolingSummary: Sendable, Encodable {
-    /// One target's numbers and its files.
+    /// One target's numbers and its files; encoded as one object, the numbers' keys and
+    /// `image` and `start`.
     public struct Target: Sendable, Encodable {
-        public let target: Int
-        public let success: Bool
-        public let steps: Int
-        public let queries: Int
-        public let confidence: Float
-        public let confidenceAfterPNG: Float
-        public let predictedAfterPNG: Int
-        public let linfDistance: Float
-        public let l2Distance: Float
-        public let seconds: Double
+        /// What the target reached.
+        public let numbers: FoolingOutcome.Target
         /// The paths of the image and its start.
         public let image: String
         public let start: String
 
-        init(_ numbers: FoolingOutcome.Target, image: String, start: String) {
-            target = numbers.target
-            success = numbers.success
-            steps = numbers.steps
-            queries = numbers.queries
-            confidence = numbers.confidence
-            confidenceAfterPNG = numbers.confidenceAfterPNG
-            predictedAfterPNG = numbers.predictedAfterPNG
-            linfDistance = numbers.linfDistance
-            l2Distance = numbers.l2Distance
-            seconds = numbers.seconds
-            self.image = image
-            self.start = start
+        private enum CodingKeys: String, CodingKey { case image, start }
+
+        public func encode(to encoder: any Encoder) throws {
+            try numbers.encode(to: encoder)
+            var container = encoder.container(keyedBy: CodingKeys.self)
+            try container.encode(image, forKey: .image)
+            try container.encode(start, forKey: .start)
         }
     }
 

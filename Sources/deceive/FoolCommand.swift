@@ -142,20 +142,21 @@ struct FoolCommand: ParsableCommand {
             print(jsonText(summary))
             return
         }
-        let reached = summary.targets.filter(\.success).count
+        let targets = outcome.targets
+        let reached = targets.filter(\.success).count
         print(
-            "fooled \(reached)/\(summary.targets.count) digits to ≥ \(confidence) (after the PNG round trip) in "
-                + String(format: "%.2f s", summary.seconds))
+            "fooled \(reached)/\(targets.count) digits to ≥ \(confidence) (after the PNG round trip) in "
+                + String(format: "%.2f s", outcome.seconds))
         print("digit  confidence  after PNG  predicted  steps  queries    L∞      L2")
-        for s in summary.targets {
+        for s in targets {
             print(
                 String(
                     format: "%5d  %10.4f  %9.4f  %9d  %5d  %7d  %.3f  %6.2f", s.target, s.confidence, s.confidenceAfterPNG,
                     s.predictedAfterPNG, s.steps, s.queries, s.linfDistance, s.l2Distance))
         }
         print("wrote \(output)/grid.png, the digit PNGs, trajectory.json, summary.json and fooling.safetensors")
-        if reached < summary.targets.count {
-            print("\(summary.targets.count - reached) digit(s) fell short: try more --max-steps, --restarts, or a larger --within")
+        if reached < targets.count {
+            print("\(targets.count - reached) digit(s) fell short: try more --max-steps, --restarts, or a larger --within")
         }
     }
 }

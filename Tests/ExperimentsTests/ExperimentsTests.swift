@@ -120,7 +120,7 @@ let testSet: LabeledImages = try! DataStore(dataset: .mnist).load().test.prefix(
         let experiment = try FoolingExperiment(targets: [3, 8], fooling: Fooling(maxSteps: 300))
         let outcome = try experiment.run(model: trainedModel)
         let summary = try outcome.write(to: directory, model: "m.safetensors", start: "noise", command: "test")
-        #expect(summary.targets.map(\.target) == [3, 8] && summary.model == "m.safetensors")
+        #expect(summary.targets.map(\.numbers.target) == [3, 8] && summary.model == "m.safetensors")
         for (row, digit) in [3, 8].enumerated() {
             #expect(try Data(contentsOf: directory.appendingPathComponent("\(digit).png")) == outcome.imagePNGs[row])
             #expect(summary.targets[row].image == directory.appendingPathComponent("\(digit).png").path)

@@ -57,7 +57,8 @@ let package = Package(
         .testTarget(name: "AdversarialTests", dependencies: ["Adversarial", "NeuralNet", "Datasets"]),
         .testTarget(name: "VisualsTests", dependencies: ["Visuals", "NeuralNet"]),
         .testTarget(
-            name: "ExperimentsTests", dependencies: ["Experiments", "Adversarial", "Datasets", "NeuralNet", "Visuals"]),
+            name: "ExperimentsTests",
+            dependencies: ["Experiments", "Adversarial", "Datasets", "NeuralNet", "Visuals"]),
         .testTarget(name: "deceiveTests", dependencies: ["deceive", "deceive-fuzz"]),
     ]
 )

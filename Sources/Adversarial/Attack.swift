@@ -129,8 +129,8 @@ public struct AttackResult: Sendable {
 
     /// Creates a result.
     public init(
-        adversarial: Tensor, success: [Bool], targets: [Int]?, iterations: [Int], queries: [Int], probabilities: Tensor,
-        stopped: Bool = false
+        adversarial: Tensor, success: [Bool], targets: [Int]?, iterations: [Int], queries: [Int],
+        probabilities: Tensor, stopped: Bool = false
     ) {
         self.probabilities = probabilities
         self.stopped = stopped

@@ -170,8 +170,10 @@ public struct Fooling: Sendable {
             if active.isEmpty || control.stopped { break }
             switch method {
             case .adam, .sign:
-                gradientSearch(model: model, state: &state, items: active, restart: restart, control: &control)
-            case .evolve: evolve(model: model, state: &state, items: active, restart: restart, control: &control)
+                gradientSearch(
+                    model: model, state: &state, items: active, restart: restart, control: &control)
+            case .evolve:
+                evolve(model: model, state: &state, items: active, restart: restart, control: &control)
             }
         }
         return state.result(model: model, stopped: control.stopped)
@@ -204,7 +206,8 @@ public struct Fooling: Sendable {
             for (row, item) in items.enumerated() { state.trajectories[item].append(current[row]) }
             let stop = control.shouldStop(
                 after: OptimizationStep(
-                    step: step, steps: maxSteps, attempt: restart, items: items, images: x, probabilities: current))
+                    step: step, steps: maxSteps, attempt: restart, items: items, images: x,
+                    probabilities: current))
             if let regularization {
                 addPenaltyGradient(&gradient, x, regularization)
             } else {

@@ -14,7 +14,8 @@ public struct AttackSettings: Sendable, Equatable {
 
     /// Creates settings.
     public init(
-        method: AttackMethod, parameters: AttackParameters = AttackParameters(), goal: AttackGoal = .untargeted,
+        method: AttackMethod, parameters: AttackParameters = AttackParameters(),
+        goal: AttackGoal = .untargeted,
         seed: UInt64 = 1
     ) {
         self.method = method
@@ -50,7 +51,8 @@ extension TargetMode {
         case "least-likely", "leastlikely", "ll": self = .leastLikely
         default:
             guard let digit = Int(text), (0..<classes).contains(digit) else {
-                throw .invalid("the target must be a digit 0–\(classes - 1), random or least-likely, got '\(text)'")
+                throw .invalid(
+                    "the target must be a digit 0–\(classes - 1), random or least-likely, got '\(text)'")
             }
             self = .fixed(digit)
         }
@@ -93,7 +95,8 @@ public struct AttackRun: Sendable {
     ///     attack; a stopped run covers the batches begun, a prefix of `images`.
     public static func run(
         _ attack: any Attack, model: Model, images: Tensor, labels: [Int], goal: AttackGoal = .untargeted,
-        seed: UInt64 = 1, cleanPredictions: [Int]? = nil, batchSize: Int = 500, progress: ((Int) -> Void)? = nil,
+        seed: UInt64 = 1, cleanPredictions: [Int]? = nil, batchSize: Int = 500,
+        progress: ((Int) -> Void)? = nil,
         observer: StepObserver? = nil
     ) throws(ExperimentError) -> AttackRun {
         let clean = cleanPredictions ?? model.predictions(images, batchSize: 1000)
@@ -102,7 +105,8 @@ public struct AttackRun: Sendable {
         let result: AttackResult
         do throws(AdversarialError) {
             result = try runInBatches(
-                attack, model: model, images: images, labels: labels, goal: goal, seed: seed, batchSize: batchSize,
+                attack, model: model, images: images, labels: labels, goal: goal, seed: seed,
+                batchSize: batchSize,
                 progress: progress, observer: observer)
         } catch {
             throw .invalid(error.description)
@@ -111,7 +115,8 @@ public struct AttackRun: Sendable {
         // A stopped run covers a prefix of the set.
         let count = result.success.count
         let originals = count == labels.count ? images : images.batch(0..<count)
-        let attacked = Array(labels.prefix(count)), predictions = Array(clean.prefix(count))
+        let attacked = Array(labels.prefix(count))
+        let predictions = Array(clean.prefix(count))
         let report = AttackReport(
             attack: attack.name, originals: originals, labels: attacked, cleanPredictions: predictions,
             result: result, seconds: seconds)
@@ -122,7 +127,8 @@ public struct AttackRun: Sendable {
 
     /// Runs `settings` on the images.
     public static func run(
-        _ settings: AttackSettings, model: Model, images: Tensor, labels: [Int], cleanPredictions: [Int]? = nil,
+        _ settings: AttackSettings, model: Model, images: Tensor, labels: [Int],
+        cleanPredictions: [Int]? = nil,
         progress: ((Int) -> Void)? = nil, observer: StepObserver? = nil
     ) throws(ExperimentError) -> AttackRun {
         try run(
@@ -144,17 +150,23 @@ public struct AttackRun: Sendable {
         let rows = [
             ImageGrid.Row(
                 title: "original",
-                cells: shown.map { ImageGrid.Cell(GreyImage(originals.batch($0..<$0 + 1)), caption: caption(clean, $0)) }),
+                cells: shown.map {
+                    ImageGrid.Cell(GreyImage(originals.batch($0..<$0 + 1)), caption: caption(clean, $0))
+                }),
             ImageGrid.Row(
                 title: "perturbation",
                 cells: shown.map {
-                    ImageGrid.Cell(RGBImage(perturbation: result.adversarial.batch($0..<$0 + 1) - originals.batch($0..<$0 + 1)))
+                    ImageGrid.Cell(
+                        RGBImage(
+                            perturbation: result.adversarial.batch($0..<$0 + 1) - originals.batch($0..<$0 + 1)
+                        ))
                 }),
             ImageGrid.Row(
                 title: "adversarial",
                 cells: shown.map {
                     ImageGrid.Cell(
-                        GreyImage(result.adversarial.batch($0..<$0 + 1)), caption: caption(result.probabilities, $0))
+                        GreyImage(result.adversarial.batch($0..<$0 + 1)),
+                        caption: caption(result.probabilities, $0))
                 }),
         ]
         return ImageGrid(rows: rows, scale: scale).render()
@@ -173,6 +185,7 @@ public struct AttackRun: Sendable {
             ],
             metadata: ["command": command])
         try Experiments.write(file, to: directory.appendingPathComponent("adversarial.safetensors"))
-        try Experiments.write(try gallery(model: model).png(), to: directory.appendingPathComponent("gallery.png"))
+        try Experiments.write(
+            try gallery(model: model).png(), to: directory.appendingPathComponent("gallery.png"))
     }
 }

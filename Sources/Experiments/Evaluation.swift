@@ -89,7 +89,8 @@ public func robustnessCurve(
     var points: [RobustnessPoint] = []
     for epsilon in epsilons.map({ $0.map(Optional.some) }) ?? [nil] {
         let run = try AttackRun.run(
-            settings.with(epsilon: epsilon), model: model, images: images, labels: labels, cleanPredictions: clean,
+            settings.with(epsilon: epsilon), model: model, images: images, labels: labels,
+            cleanPredictions: clean,
             progress: progress.map { progress in { progress(epsilon, $0) } })
         points.append(RobustnessPoint(epsilon: epsilon ?? run.epsilon, report: run.report))
     }

@@ -34,7 +34,8 @@ public struct FoolingExperiment: Sendable {
 
     /// The step budget when none is given: 300 for a class visualisation, 400 for the
     /// black-box evolution, 1,000 for the gradient methods.
-    public static func defaultMaxSteps(method: Fooling.Method, regularization: Fooling.Regularization?) -> Int {
+    public static func defaultMaxSteps(method: Fooling.Method, regularization: Fooling.Regularization?) -> Int
+    {
         regularization != nil ? 300 : (method == .evolve ? 400 : 1000)
     }
 
@@ -57,7 +58,9 @@ public struct FoolingExperiment: Sendable {
         }
         let seconds = (clock.now - began).seconds
         // Encode, decode, classify again: the honest confidence.
-        var imagePNGs: [Data] = [], startPNGs: [Data] = [], decoded: [Tensor] = []
+        var imagePNGs: [Data] = []
+        var startPNGs: [Data] = []
+        var decoded: [Tensor] = []
         for row in targets.indices {
             let png = try GreyImage(result.images.batch(row..<row + 1)).png()
             imagePNGs.append(png)
@@ -142,7 +145,8 @@ public struct FoolingOutcome: Sendable {
             let after = probabilities.row(row)
             return Target(
                 target: digit, success: after[digit] >= fooling.confidence, steps: result.steps[row],
-                queries: result.queries[row], confidence: result.targetProbabilities[row], confidenceAfterPNG: after[digit],
+                queries: result.queries[row], confidence: result.targetProbabilities[row],
+                confidenceAfterPNG: after[digit],
                 predictedAfterPNG: after.indices.max { after[$0] < after[$1] } ?? 0,
                 linfDistance: difference.map(abs).max() ?? 0,
                 l2Distance: difference.reduce(0) { $0 + $1 * $1 }.squareRoot(),
@@ -152,7 +156,9 @@ public struct FoolingOutcome: Sendable {
 
     /// The target's probability after the round trip, per target.
     public var confidencesAfterPNG: [Float] {
-        result.targets.enumerated().map { probabilities.scalars[$0.offset * probabilities.shape[1] + $0.element] }
+        result.targets.enumerated().map {
+            probabilities.scalars[$0.offset * probabilities.shape[1] + $0.element]
+        }
     }
 
     /// The images read back, one [1, 1, H, W] tensor per target.
@@ -173,13 +179,15 @@ public struct FoolingOutcome: Sendable {
             let startFile = directory.appendingPathComponent("start-\(numbers.target).png")
             try Experiments.write(imagePNGs[row], to: image)
             try Experiments.write(startPNGs[row], to: startFile)
-            targetSummaries.append(FoolingSummary.Target(numbers: numbers, image: image.path, start: startFile.path))
+            targetSummaries.append(
+                FoolingSummary.Target(numbers: numbers, image: image.path, start: startFile.path))
         }
         let labels = targets.map { "\($0.target): " + String(format: "%.1f%%", 100 * $0.confidenceAfterPNG) }
         let grid = ImageGrid(
             rows: [result.starts, result.images], captions: [result.targets.map { "start \($0)" }, labels])
         try Experiments.write(try grid.render().png(), to: directory.appendingPathComponent("grid.png"))
-        let trajectories = Dictionary(uniqueKeysWithValues: zip(result.targets.map(String.init), result.trajectories))
+        let trajectories = Dictionary(
+            uniqueKeysWithValues: zip(result.targets.map(String.init), result.trajectories))
         try writeText(jsonText(trajectories), to: directory.appendingPathComponent("trajectory.json"))
         let tensors = Safetensors(
             tensors: [

@@ -31,7 +31,9 @@ public struct ReportBuilder: Sendable {
         modelPath: String, robustModelPath: String?, count: Int, store: DataStore, pictures: URL?,
         log: @escaping @Sendable (String) -> Void = { _ in }
     ) throws(ExperimentError) {
-        guard count >= 1 else { throw .invalid("the report needs at least 1 test digit per attack, got \(count)") }
+        guard count >= 1 else {
+            throw .invalid("the report needs at least 1 test digit per attack, got \(count)")
+        }
         self.modelPath = modelPath
         self.robustModelPath = robustModelPath
         self.count = count
@@ -151,7 +153,8 @@ public struct ReportBuilder: Sendable {
                 .chart(
                     HeatMap(
                         title: "Confusion matrix", rowLabels: (0...9).map(String.init), columnLabels: (0...9).map(String.init),
-                        counts: evaluation.confusionMatrix.counts, rowAxisLabel: "true digit", columnAxisLabel: "predicted", scaling: .logarithmic),
+                        counts: evaluation.confusionMatrix.counts, rowAxisLabel: "true digit",
+                        columnAxisLabel: "predicted", scaling: .logarithmic),
                     caption: "Rows: the true digit; columns: what the model said. The diagonal is right.")))
         let wrong = dataset.test.labels.indices.filter { predictions[$0] != dataset.test.labels[$0] }.prefix(24)
         let cells = wrong.map { index in
@@ -171,10 +174,11 @@ public struct ReportBuilder: Sendable {
             blocks: blocks)
     }
 
-    /// Fools `model` into every digit from noise (seed 1), as `deceive fool --all` does.
-    func fool(_ model: Model, start: FoolingStart = .noise, _ fooling: () throws(AdversarialError) -> Fooling)
-        throws(ExperimentError) -> FoolingOutcome
-    {
+    /// Fools `model` into every digit from `start` (noise unless given; seed 1), as
+    /// `deceive fool --all` does.
+    func fool(
+        _ model: Model, start: FoolingStart = .noise, _ fooling: @autoclosure () throws(AdversarialError) -> Fooling
+    ) throws(ExperimentError) -> FoolingOutcome {
         let options: Fooling
         do throws(AdversarialError) { options = try fooling() } catch { throw .invalid(error.description) }
         return try FoolingExperiment(targets: Array(0..<10), start: start, fooling: options).run(model: model)
@@ -183,7 +187,7 @@ public struct ReportBuilder: Sendable {
     func foolingSection() throws(ExperimentError) -> HTMLReport.Section {
         let model = checkpoint.model
         let digits = Array(0..<10)
-        let fooled = try fool(model) { () throws(AdversarialError) in try Fooling(confidence: 0.99, maxSteps: 1000) }
+        let fooled = try fool(model, Fooling(confidence: 0.99, maxSteps: 1000))
         let starts = fooled.result.starts
         let probabilities = fooled.probabilities
         var blocks: [HTMLReport.Block] = []
@@ -218,11 +222,10 @@ public struct ReportBuilder: Sendable {
         var rows: [[String]] = []
         var withinImages: [ImageGrid.Cell] = []
         for epsilon: Float in [0.1, 0.15, 0.2, 0.25, 0.3] {
-            let result = try fool(model) { () throws(AdversarialError) in try Fooling(epsilon: epsilon, maxSteps: 1000) }
+            let result = try fool(model, Fooling(epsilon: epsilon, maxSteps: 1000))
             let reached = result.targets.filter(\.success).count
-            rows.append(
-                [String(format: "%.2f", epsilon)] + result.confidencesAfterPNG.map { String(format: "%.3f", $0) }
-                    + ["\(reached)/10"])
+            let probabilities = result.confidencesAfterPNG.map { String(format: "%.3f", $0) }
+            rows.append([String(format: "%.2f", epsilon)] + probabilities + ["\(reached)/10"])
             if epsilon == 0.25 {
                 withinImages = digits.map { ImageGrid.Cell(GreyImage(result.image($0)), caption: "\($0)") }
             }
@@ -241,12 +244,12 @@ public struct ReportBuilder: Sendable {
         }
 
         // Class visualisation.
-        let drawn = try fool(model, start: .zeros) { () throws(AdversarialError) in
-            try Fooling(maxSteps: 300, regularization: .init(l2: 0.01, totalVariation: 0.1))
-        }
+        let penalties = Fooling.Regularization(l2: 0.01, totalVariation: 0.1)
+        let drawn = try fool(model, start: .zeros, Fooling(maxSteps: 300, regularization: penalties))
         let drawnCells = digits.map {
             ImageGrid.Cell(
-                GreyImage(drawn.image($0)), caption: String(format: "%d %.0f%%", $0, 100 * drawn.confidencesAfterPNG[$0]))
+                GreyImage(drawn.image($0)),
+                caption: String(format: "%d %.0f%%", $0, 100 * drawn.confidencesAfterPNG[$0]))
         }
         blocks.append(.heading("What the network thinks a digit looks like"))
         blocks.append(
@@ -256,7 +259,7 @@ public struct ReportBuilder: Sendable {
                     alt: "class visualisations", caption: "The opposite of gibberish: with L2 and total-variation penalties the optimisation draws prototypes.")))
 
         // Black-box.
-        let evolved = try fool(model) { () throws(AdversarialError) in try Fooling(method: .evolve, maxSteps: 400) }
+        let evolved = try fool(model, Fooling(method: .evolve, maxSteps: 400))
         let evolvedCells = digits.map {
             ImageGrid.Cell(
                 GreyImage(evolved.image($0)),
@@ -288,8 +291,8 @@ public struct ReportBuilder: Sendable {
     /// a budget; Square with 1,000 queries instead of its 5,000 for evaluations, which keeps
     /// the report quick.
     func settings(_ method: AttackMethod, epsilon: Float?) -> AttackSettings {
-        AttackSettings(
-            method: method, parameters: AttackParameters(epsilon: epsilon, steps: method == .square ? 1000 : nil))
+        let steps = method == .square ? 1000 : nil
+        return AttackSettings(method: method, parameters: AttackParameters(epsilon: epsilon, steps: steps))
     }
 
     func attacksSection() throws(ExperimentError) -> HTMLReport.Section {
@@ -311,12 +314,14 @@ public struct ReportBuilder: Sendable {
                 String(format: "%.2f", report.seconds),
             ])
             blocks.append(.heading(method.rawValue))
+            let gallery = try picture(
+                run.gallery(model: model, count: 8, scale: 3), name: "attack-\(method.rawValue).png")
             blocks.append(
                 .figure(
                     .image(
-                        png: try picture(run.gallery(model: model, count: 8, scale: 3), name: "attack-\(method.rawValue).png"),
-                        alt: "\(method.rawValue) examples",
-                        caption: "Originals, the perturbation (red brighter, blue darker, amplified), and the adversarial digits with the model's answer.")))
+                        png: gallery, alt: "\(method.rawValue) examples",
+                        caption: "Originals, the perturbation (red brighter, blue darker, amplified), "
+                            + "and the adversarial digits with the model's answer.")))
         }
         blocks.insert(
             .table(
@@ -355,13 +360,11 @@ public struct ReportBuilder: Sendable {
         if let robust {
             let digits = Array(0..<10)
             // The same starts as the fooling section, so the standard model's numbers there compare.
+            let model = robust.model
             let runs: [(name: String, result: FoolingOutcome)] = [
-                ("free, 1,000 steps", try fool(robust.model) { () throws(AdversarialError) in try Fooling(maxSteps: 1000) }),
-                ("free, 5,000 steps", try fool(robust.model) { () throws(AdversarialError) in try Fooling(maxSteps: 5000) }),
-                (
-                    "within 0.25",
-                    try fool(robust.model) { () throws(AdversarialError) in try Fooling(epsilon: 0.25, maxSteps: 1000) }
-                ),
+                ("free, 1,000 steps", try fool(model, Fooling(maxSteps: 1000))),
+                ("free, 5,000 steps", try fool(model, Fooling(maxSteps: 5000))),
+                ("within 0.25", try fool(model, Fooling(epsilon: 0.25, maxSteps: 1000))),
             ]
             func cells(_ result: FoolingOutcome) -> [ImageGrid.Cell] {
                 digits.map {
@@ -382,7 +385,9 @@ public struct ReportBuilder: Sendable {
                 .table(
                     .init(
                         header: ["run"] + digits.map(String.init),
-                        rows: runs.map { [$0.name] + $0.result.confidencesAfterPNG.map { String(format: "%.3f", $0) } },
+                        rows: runs.map { run in
+                            [run.name] + run.result.confidencesAfterPNG.map { String(format: "%.3f", $0) }
+                        },
                         caption: "The target's probability after the PNG round trip.")))
         } else {
             blocks.append(.callout(.init(.note, title: "No robust model", text: "Pass `--robust-model FILE` to compare an adversarially trained model.")))

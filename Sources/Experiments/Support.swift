@@ -25,10 +25,14 @@ public struct ExperimentError: Error, CustomStringConvertible, Equatable, Sendab
     }
 
     /// Input the experiment cannot accept.
-    public static func invalid(_ description: String) -> ExperimentError { ExperimentError(.invalidInput, description) }
+    public static func invalid(_ description: String) -> ExperimentError {
+        ExperimentError(.invalidInput, description)
+    }
 
     /// Work that failed.
-    public static func failed(_ description: String) -> ExperimentError { ExperimentError(.failed, description) }
+    public static func failed(_ description: String) -> ExperimentError {
+        ExperimentError(.failed, description)
+    }
 
     /// The failure of a lower layer (a file, a PNG, a dataset), with its one-line description.
     static func failed(_ error: some Error & CustomStringConvertible) -> ExperimentError {

@@ -39,9 +39,11 @@ public struct TrainingSettings: Codable, Sendable, Equatable {
 
     /// Creates settings; see the fields for what each means.
     public init(
-        architecture: String, dataset: String, epochs: Int, batchSize: Int, learningRate: Float, optimizer: String,
+        architecture: String, dataset: String, epochs: Int, batchSize: Int, learningRate: Float,
+        optimizer: String,
         momentum: Float, weightDecay: Float, schedule: String, augment: Bool, seed: UInt64, limit: Int?,
-        adversarial: String, eps: Float, attackSteps: Int?, attackStepSize: Float?, epsWarmup: Double, beta: Float,
+        adversarial: String, eps: Float, attackSteps: Int?, attackStepSize: Float?, epsWarmup: Double,
+        beta: Float,
         command: String
     ) {
         self.architecture = architecture
@@ -137,7 +139,9 @@ public struct TrainingRun: Sendable {
             } catch {
                 throw .failed(error)
             }
-            guard let decoded = try? JSONDecoder().decode(TrainingSettings.self, from: Data(saved.options.utf8)) else {
+            guard
+                let decoded = try? JSONDecoder().decode(TrainingSettings.self, from: Data(saved.options.utf8))
+            else {
                 throw .failed("\(resume.path): its training options cannot be read")
             }
             settings = decoded
@@ -183,7 +187,8 @@ public struct TrainingRun: Sendable {
         let train = settings.limit.map { dataset.train.prefix($0) } ?? dataset.train
         let rule: any Optimizer =
             settings.optimizer == "adam"
-            ? Adam(weightDecay: settings.weightDecay) : SGD(momentum: settings.momentum, weightDecay: settings.weightDecay)
+            ? Adam(weightDecay: settings.weightDecay)
+            : SGD(momentum: settings.momentum, weightDecay: settings.weightDecay)
         var trainer: Trainer
         var position = TrainingPosition()
         do {
@@ -192,7 +197,8 @@ public struct TrainingRun: Sendable {
                 position = resumed.position
             } else {
                 var generator = SplitMix64(seed: settings.seed)
-                trainer = Trainer(model: try Model(architecture: architecture, generator: &generator), optimizer: rule)
+                trainer = Trainer(
+                    model: try Model(architecture: architecture, generator: &generator), optimizer: rule)
             }
         } catch let error as CheckpointError {
             throw .failed(error)
@@ -213,33 +219,41 @@ public struct TrainingRun: Sendable {
         let source = ShuffledBatches(
             train, batchSize: settings.batchSize, seed: settings.seed, maximumShift: settings.augment ? 2 : 0)
         let plan = TrainingPlan(
-            epochs: settings.epochs, learningRate: settings.learningRate, schedule: rateSchedule, seed: settings.seed)
+            epochs: settings.epochs, learningRate: settings.learningRate, schedule: rateSchedule,
+            seed: settings.seed)
         _ = onProgress(
             .started(
                 TrainingStart(
-                    architecture: architecture, parameters: trainer.model.parameterCount, trainingImages: train.count,
-                    dataset: dataset.name, settings: settings, schedule: rateSchedule, threads: Compute.threadCount,
+                    architecture: architecture, parameters: trainer.model.parameterCount,
+                    trainingImages: train.count,
+                    dataset: dataset.name, settings: settings, schedule: rateSchedule,
+                    threads: Compute.threadCount,
                     resumedAt: resumed.map { _ in position }, defence: defence)))
         let prepare = defence?.preparation(
-            warmupSteps: Int(settings.epsWarmup * Double(source.batchesPerEpoch)), seed: settings.seed &+ 0xADE)
+            warmupSteps: Int(settings.epsWarmup * Double(source.batchesPerEpoch)),
+            seed: settings.seed &+ 0xADE)
         let options: String
         do {
             options = String(decoding: try JSONEncoder().encode(settings), as: UTF8.self)
         } catch {
             throw .failed("the training options cannot be encoded: \(error)")
         }
-        let metadata = [Checkpoint.Key.dataset: dataset.name.rawValue, Checkpoint.Key.seed: String(settings.seed)]
+        let metadata = [
+            Checkpoint.Key.dataset: dataset.name.rawValue, Checkpoint.Key.seed: String(settings.seed),
+        ]
         let resumeFile = self.resumeFile
         var writeFailure: FileWriteError?
         let onEvent: (TrainingEvent) throws -> Void = { event in
             switch event {
-            case let .batch(epoch, done, total, loss, accuracy):
-                let decision = onProgress(.batch(epoch: epoch, done: done, of: total, loss: loss, accuracy: accuracy))
+            case .batch(let epoch, let done, let total, let loss, let accuracy):
+                let decision = onProgress(
+                    .batch(epoch: epoch, done: done, of: total, loss: loss, accuracy: accuracy))
                 if decision == .stop { throw Stop() }
-            case let .epoch(record, snapshot):
+            case .epoch(let record, let snapshot):
                 do throws(FileWriteError) {
                     try TrainingCheckpoint(
-                        trainer: snapshot.trainer, position: snapshot.position, options: options, metadata: metadata
+                        trainer: snapshot.trainer, position: snapshot.position, options: options,
+                        metadata: metadata
                     ).write(to: resumeFile)
                 } catch {
                     writeFailure = error
@@ -248,7 +262,8 @@ public struct TrainingRun: Sendable {
                 if onProgress(.epoch(record)) == .stop { throw Stop() }
             }
         }
-        let testImages = dataset.test.allImages, testLabels = dataset.test.labels
+        let testImages = dataset.test.allImages
+        let testLabels = dataset.test.labels
         let evaluate: (Model) -> Double? = { model in model.accuracy(testImages, labels: testLabels) }
         let history: [EpochRecord]
         do {
@@ -257,8 +272,10 @@ public struct TrainingRun: Sendable {
         } catch {
             if let writeFailure { throw .failed(writeFailure) }
             do throws(FileWriteError) {
-                try TrainingCheckpoint(trainer: trainer, position: position, options: options, metadata: metadata)
-                    .write(to: resumeFile)
+                try TrainingCheckpoint(
+                    trainer: trainer, position: position, options: options, metadata: metadata
+                )
+                .write(to: resumeFile)
             } catch {
                 throw .failed(error)
             }
@@ -282,7 +299,8 @@ public struct TrainingRun: Sendable {
         return .finished(
             TrainingSummary(
                 output: output.relativePath, architecture: architecture.spec, dataset: dataset.name.rawValue,
-                parameters: trainer.model.parameterCount, trainingImages: train.count, testAccuracy: testAccuracy,
+                parameters: trainer.model.parameterCount, trainingImages: train.count,
+                testAccuracy: testAccuracy,
                 trainingSeconds: seconds, epochs: history))
     }
 }

@@ -69,7 +69,8 @@ struct AttackOptions: ParsableArguments {
         }
         let settings = AttackSettings(
             method: method,
-            parameters: AttackParameters(epsilon: epsilon, steps: steps, stepSize: stepSize, restarts: restarts),
+            parameters: AttackParameters(
+                epsilon: epsilon, steps: steps, stepSize: stepSize, restarts: restarts),
             goal: try goal(), seed: seed)
         do throws(ExperimentError) {
             _ = try settings.attack()
@@ -138,7 +139,9 @@ struct AttackCommand: ParsableCommand {
             settings, model: checkpoint.model, images: test.allImages, labels: test.labels,
             progress: { bar.draw(method.rawValue, done: $0, of: test.count, detail: "images") })
         bar.clear()
-        if let output { try run.write(to: URL(fileURLWithPath: output), model: checkpoint.model, command: commandLine) }
+        if let output {
+            try run.write(to: URL(fileURLWithPath: output), model: checkpoint.model, command: commandLine)
+        }
         if json {
             print(jsonText(run.report))
             return

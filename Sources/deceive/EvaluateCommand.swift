@@ -79,8 +79,8 @@ struct EvaluateCommand: ParsableCommand {
     private func curve(_ network: Model, _ method: AttackMethod, images: Tensor, labels: [Int]) throws {
         var bar = ProgressBar()
         let points = try robustnessCurve(
-            model: network, settings: attackOptions.settings(method, epsilon: nil), epsilons: attackOptions.epsilons(),
-            images: images, labels: labels,
+            model: network, settings: attackOptions.settings(method, epsilon: nil),
+            epsilons: attackOptions.epsilons(), images: images, labels: labels,
             progress: { epsilon, done in
                 let label = "\(method.rawValue)" + (epsilon.map { " ε \($0)" } ?? "")
                 bar.draw(label, done: done, of: labels.count, detail: "images")
@@ -134,24 +134,27 @@ struct EvaluateCommand: ParsableCommand {
 
     private func accuracy(_ network: Model, test: LabeledImages, name: DatasetName) {
         let report = AccuracyEvaluation(
-            model: network, images: test.allImages, labels: test.labels, modelName: source.model, dataset: name.rawValue)
+            model: network, images: test.allImages, labels: test.labels, modelName: source.model,
+            dataset: name.rawValue)
         if json {
             print(jsonText(report))
             return
         }
         let matrix = report.confusionMatrix
         print(
-            "\(source.model) on \(test.count) \(name.rawValue) test images: accuracy \(percent(report.accuracy))"
-                + " (\(matrix.correct)/\(test.count))")
+            "\(source.model) on \(test.count) \(name.rawValue) test images: "
+                + "accuracy \(percent(report.accuracy)) (\(matrix.correct)/\(test.count))")
         print(String(format: "%.2f s, %.0f images/s", report.seconds, report.imagesPerSecond))
         print("\nper class:")
         for digit in 0..<10 {
-            print("  \(name.classNames[digit].padding(toLength: 11, withPad: " ", startingAt: 0)) \(percent(report.perClassAccuracy[digit]))")
+            let label = name.classNames[digit].padding(toLength: 11, withPad: " ", startingAt: 0)
+            print("  \(label) \(percent(report.perClassAccuracy[digit]))")
         }
         print("\nconfusion matrix (rows: true class, columns: predicted):")
         print("      " + (0..<10).map { String(format: "%6d", $0) }.joined())
         for truth in 0..<10 {
-            print(String(format: "%6d", truth) + matrix.counts[truth].map { String(format: "%6d", $0) }.joined())
+            let counts = matrix.counts[truth].map { String(format: "%6d", $0) }
+            print(String(format: "%6d", truth) + counts.joined())
         }
     }
 }

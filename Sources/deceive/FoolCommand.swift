@@ -86,7 +86,9 @@ struct FoolCommand: ParsableCommand {
     /// `--regularize`, parsed.
     func regularization() throws -> Fooling.Regularization? {
         do throws(ExperimentError) {
-            return try regularize.map { text throws(ExperimentError) in try Fooling.Regularization(parsing: text) }
+            return try regularize.map { text throws(ExperimentError) in
+                try Fooling.Regularization(parsing: text)
+            }
         } catch {
             throw ValidationError("--regularize: \(error.description)")
         }
@@ -98,7 +100,8 @@ struct FoolCommand: ParsableCommand {
         do throws(AdversarialError) {
             return try Fooling(
                 method: method, objective: loss, confidence: confidence, epsilon: within,
-                maxSteps: maxSteps ?? FoolingExperiment.defaultMaxSteps(method: method, regularization: regularization),
+                maxSteps: maxSteps
+                    ?? FoolingExperiment.defaultMaxSteps(method: method, regularization: regularization),
                 restarts: restarts, stepSize: stepSize, regularization: regularization, seed: seed)
         } catch {
             throw ValidationError(error.description)
@@ -118,7 +121,8 @@ struct FoolCommand: ParsableCommand {
         case "gaussian": startKind = .gaussian
         default: startKind = .image(try readImageForModel(start))
         }
-        let experiment = try FoolingExperiment(targets: all ? Array(0..<10) : [target ?? 0], start: startKind, fooling: fooling())
+        let experiment = try FoolingExperiment(
+            targets: all ? Array(0..<10) : [target ?? 0], start: startKind, fooling: fooling())
         let outputURL = URL(fileURLWithPath: output)
         try prepareOutputDirectory(outputURL)
         var bar = ProgressBar()
@@ -126,7 +130,8 @@ struct FoolCommand: ParsableCommand {
         let observer: StepObserver = { step in
             for (item, p) in zip(step.items, step.probabilities) { latest[item] = p }
             let shown = latest.map { String(format: "%.2f", $0) }.joined(separator: " ")
-            bar.draw("attempt \(step.attempt + 1) step", done: step.step, of: step.steps, detail: "p(target) \(shown)")
+            let label = "attempt \(step.attempt + 1) step"
+            bar.draw(label, done: step.step, of: step.steps, detail: "p(target) \(shown)")
             return .proceed
         }
         let outcome: FoolingOutcome
@@ -137,7 +142,8 @@ struct FoolCommand: ParsableCommand {
             throw Failure("\(source.model): \(error.description)")
         }
         bar.clear()
-        let summary = try outcome.write(to: outputURL, model: source.model, start: start, command: commandLine)
+        let summary = try outcome.write(
+            to: outputURL, model: source.model, start: start, command: commandLine)
         if json {
             print(jsonText(summary))
             return
@@ -156,7 +162,9 @@ struct FoolCommand: ParsableCommand {
         }
         print("wrote \(output)/grid.png, the digit PNGs, trajectory.json, summary.json and fooling.safetensors")
         if reached < targets.count {
-            print("\(targets.count - reached) digit(s) fell short: try more --max-steps, --restarts, or a larger --within")
+            print(
+                "\(targets.count - reached) digit(s) fell short: "
+                    + "try more --max-steps, --restarts, or a larger --within")
         }
     }
 }

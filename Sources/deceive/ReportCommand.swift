@@ -33,8 +33,8 @@ struct ReportCommand: ParsableCommand {
             let outputURL = URL(fileURLWithPath: output)
             try checkWritable(outputURL)
             let builder = try ReportBuilder(
-                modelPath: model, robustModelPath: robustModel, count: count, store: data.store, pictures: nil,
-                log: { printError($0) })
+                modelPath: model, robustModelPath: robustModel, count: count, store: data.store,
+                pictures: nil, log: { printError($0) })
             try builder.build().save(to: outputURL)
             print("wrote \(output)")
         }

@@ -128,7 +128,8 @@ struct TrainCommand: ParsableCommand {
     private func train() throws {
         let outputURL = URL(fileURLWithPath: output)
         try checkWritable(outputURL)
-        let run = try TrainingRun(settings: settings, output: outputURL, resume: resume.map { URL(fileURLWithPath: $0) })
+        let run = try TrainingRun(
+            settings: settings, output: outputURL, resume: resume.map { URL(fileURLWithPath: $0) })
         let quiet = json
         func say(_ line: String) {
             if quiet { printError(line) } else { print(line) }
@@ -161,7 +162,8 @@ struct TrainCommand: ParsableCommand {
             return InterruptSignal.received ? .stop : .proceed
         }
         let outcome = try run.run(
-            dataDirectory: data.dataDir.map { URL(fileURLWithPath: $0) }, onProgress: onProgress, log: { printError($0) })
+            dataDirectory: data.dataDir.map { URL(fileURLWithPath: $0) }, onProgress: onProgress,
+            log: { printError($0) })
         switch outcome {
         case let .interrupted(position, resumeFile):
             bar.clear()
@@ -171,8 +173,8 @@ struct TrainCommand: ParsableCommand {
             throw ExitCode(130)
         case .finished(let summary):
             say(
-                "test accuracy \(percent(summary.testAccuracy)) after " + String(format: "%.1f s", summary.trainingSeconds)
-                    + " of training; wrote \(output)")
+                "test accuracy \(percent(summary.testAccuracy)) after "
+                    + String(format: "%.1f s", summary.trainingSeconds) + " of training; wrote \(output)")
             if json { print(jsonText(summary)) }
         }
     }
@@ -189,7 +191,8 @@ func describe(_ start: TrainingStart) -> String {
 
 /// The adversarial-training line of a run.
 func describe(_ defence: AdversarialTraining, warmup: Double) -> String {
-    "adversarial training: \(defence.method.rawValue), ε \(defence.epsilon), \(defence.steps) steps of \(defence.stepSize)"
+    "adversarial training: \(defence.method.rawValue), ε \(defence.epsilon), "
+        + "\(defence.steps) steps of \(defence.stepSize)"
         + (defence.method == .trades ? ", β \(defence.beta)" : "")
         + (warmup > 0 ? ", ε warm-up over \(warmup) epochs" : "")
 }

@@ -38,8 +38,11 @@ final class StepRecorder {
         let recorder = StepRecorder(stopAt: k)
         let (images, labels) = attackSet
         let result = try attack.run(
-            model: smallModel, images: images, labels: labels, goal: .untargeted, seed: 3, observer: recorder.observe)
-        let stopped = result.stopped, iterations = result.iterations, success = result.success
+            model: smallModel, images: images, labels: labels, goal: .untargeted, seed: 3,
+            observer: recorder.observe)
+        let stopped = result.stopped
+        let iterations = result.iterations
+        let success = result.success
         #expect(stopped)
         #expect(recorder.steps.count == k, "the attack went on after the stop")
         #expect(recorder.steps.map(\.step) == Array(1...k))
@@ -68,18 +71,21 @@ final class StepRecorder {
         let recorder = StepRecorder(stopAt: nil)
         let (images, labels) = attackSet
         let result = try attack.run(
-            model: smallModel, images: images, labels: labels, goal: .untargeted, seed: 3, observer: recorder.observe)
+            model: smallModel, images: images, labels: labels, goal: .untargeted, seed: 3,
+            observer: recorder.observe)
         let stopped = result.stopped
         #expect(!stopped)
         // The same run as without an observer.
         let plain = try #require(untargetedRuns[.pgd])
-        #expect(result.adversarial.scalars == plain.adversarial.scalars && result.iterations == plain.iterations)
+        #expect(
+            result.adversarial.scalars == plain.adversarial.scalars && result.iterations == plain.iterations)
         #expect(recorder.steps.map(\.step) == Array(1...recorder.steps.count))
         #expect(recorder.steps.count == result.iterations.max())
         checkWellFormed(recorder.steps, shape: [1, 28, 28])
         // Images leave the report when they are fooled, and the label's probability of
         // those that remain falls.
-        let first = try #require(recorder.steps.first), last = try #require(recorder.steps.last)
+        let first = try #require(recorder.steps.first)
+        let last = try #require(recorder.steps.last)
         #expect(last.items.count < first.items.count)
         let before = Dictionary(uniqueKeysWithValues: zip(first.items, first.probabilities))
         let falling = zip(last.items, last.probabilities).filter { item, p in p < before[item] ?? 0 }
@@ -95,7 +101,8 @@ final class StepRecorder {
         var batches: [Int] = []
         var stopNext = false
         let result = try runInBatches(
-            attack, model: smallModel, images: images, labels: labels, goal: .untargeted, seed: 3, batchSize: 30,
+            attack, model: smallModel, images: images, labels: labels, goal: .untargeted, seed: 3,
+            batchSize: 30,
             progress: { batches.append($0) },
             observer: { step in
                 // Stop at the first step of the second batch.
@@ -110,7 +117,8 @@ final class StepRecorder {
         #expect(result.iterations[30..<60].allSatisfy { $0 <= 1 })
         // The first batch ran to its end: the same as an unstopped run of it.
         let whole = try runInBatches(
-            attack, model: smallModel, images: images, labels: labels, goal: .untargeted, seed: 3, batchSize: 30)
+            attack, model: smallModel, images: images, labels: labels, goal: .untargeted, seed: 3,
+            batchSize: 30)
         let wholeStopped = whole.stopped
         #expect(!wholeStopped && whole.success.count == 100)
         #expect(Array(result.iterations[0..<30]) == Array(whole.iterations[0..<30]))
@@ -125,7 +133,8 @@ final class StepRecorder {
         let fooling = try Fooling(method: method, confidence: 0.9999, maxSteps: 300, restarts: 3, seed: 5)
         let k = 2
         let recorder = StepRecorder(stopAt: k)
-        let result = try fooling.run(model: smallModel, starts: starts, targets: targets, observer: recorder.observe)
+        let result = try fooling.run(
+            model: smallModel, starts: starts, targets: targets, observer: recorder.observe)
         let stopped = result.stopped
         #expect(stopped)
         #expect(recorder.steps.map(\.step) == [1, 2] && recorder.steps.allSatisfy { $0.attempt == 0 })
@@ -158,8 +167,10 @@ final class StepRecorder {
         let starts = FoolingStart.noise.images(for: targets, shape: [1, 28, 28], seed: 5)
         let fooling = try Fooling(confidence: 0.99, maxSteps: 300, seed: 5)
         let recorder = StepRecorder(stopAt: nil)
-        let result = try fooling.run(model: smallModel, starts: starts, targets: targets, observer: recorder.observe)
-        let stopped = result.stopped, succeeded = result.succeeded
+        let result = try fooling.run(
+            model: smallModel, starts: starts, targets: targets, observer: recorder.observe)
+        let stopped = result.stopped
+        let succeeded = result.succeeded
         #expect(!stopped && succeeded.allSatisfy { $0 })
         let plain = try fooling.run(model: smallModel, starts: starts, targets: targets)
         #expect(result.images.scalars == plain.images.scalars && result.steps == plain.steps)
@@ -188,7 +199,8 @@ final class StepRecorder {
         let attacked = try await Task {
             withUnsafeCurrentTask { $0?.cancel() }
             return try runInBatches(
-                attack, model: smallModel, images: images, labels: labels, goal: .untargeted, seed: 3, batchSize: 50)
+                attack, model: smallModel, images: images, labels: labels, goal: .untargeted, seed: 3,
+                batchSize: 50)
         }.value
         let attackedStopped = attacked.stopped
         #expect(attackedStopped)

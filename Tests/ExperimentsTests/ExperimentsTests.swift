@@ -9,7 +9,8 @@ import Visuals
 
 /// A fresh temporary directory.
 func temporaryDirectory() throws -> URL {
-    let url = FileManager.default.temporaryDirectory.appendingPathComponent("deceive-experiments-\(UUID().uuidString)")
+    let url = FileManager.default.temporaryDirectory.appendingPathComponent(
+        "deceive-experiments-\(UUID().uuidString)")
     try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
     return url
 }
@@ -17,7 +18,8 @@ func temporaryDirectory() throws -> URL {
 /// Settings of a quick run on the first `limit` MNIST training images.
 func quickSettings(limit: Int, epochs: Int) -> TrainingSettings {
     TrainingSettings(
-        architecture: "seed", dataset: "mnist", epochs: epochs, batchSize: 64, learningRate: 3e-3, optimizer: "adam",
+        architecture: "seed", dataset: "mnist", epochs: epochs, batchSize: 64, learningRate: 3e-3,
+        optimizer: "adam",
         momentum: 0.9, weightDecay: 0, schedule: "onecycle", augment: false, seed: 7, limit: limit,
         adversarial: "none", eps: 0.3, attackSteps: nil, attackStepSize: nil, epsWarmup: 0, beta: 6,
         command: "test")
@@ -27,7 +29,8 @@ func quickSettings(limit: Int, epochs: Int) -> TrainingSettings {
 let trainedModel: Model = {
     let directory = try! temporaryDirectory()
     let output = directory.appendingPathComponent("model.safetensors")
-    let outcome = try! TrainingRun(settings: quickSettings(limit: 3000, epochs: 2), output: output).run(dataDirectory: nil)
+    let outcome = try! TrainingRun(settings: quickSettings(limit: 3000, epochs: 2), output: output).run(
+        dataDirectory: nil)
     guard case .finished = outcome else { fatalError("training did not finish") }
     return try! Checkpoint.load(from: output).model
 }()
@@ -38,7 +41,9 @@ let testSet: LabeledImages = try! DataStore(dataset: .mnist).load().test.prefix(
     @Test func targets() throws {
         #expect(try TargetMode(parsing: "3") == .fixed(3))
         #expect(try TargetMode(parsing: "random") == .random)
-        for text in ["least-likely", "leastlikely", "ll"] { #expect(try TargetMode(parsing: text) == .leastLikely) }
+        for text in ["least-likely", "leastlikely", "ll"] {
+            #expect(try TargetMode(parsing: text) == .leastLikely)
+        }
         for bad in ["10", "-1", "seven", ""] {
             #expect(throws: ExperimentError.self) { try TargetMode(parsing: bad) }
         }
@@ -55,7 +60,8 @@ let testSet: LabeledImages = try! DataStore(dataset: .mnist).load().test.prefix(
     @Test func penalties() throws {
         #expect(try Fooling.Regularization(parsing: "l2") == .init(l2: 0.01, totalVariation: 0))
         #expect(try Fooling.Regularization(parsing: "l2,tv") == .init(l2: 0.01, totalVariation: 0.1))
-        #expect(try Fooling.Regularization(parsing: "tv=0.3, l2=0.05") == .init(l2: 0.05, totalVariation: 0.3))
+        #expect(
+            try Fooling.Regularization(parsing: "tv=0.3, l2=0.05") == .init(l2: 0.05, totalVariation: 0.3))
         for bad in ["blur", "l2=-1", "tv=x"] {
             #expect(throws: ExperimentError.self) { try Fooling.Regularization(parsing: bad) }
         }
@@ -81,13 +87,16 @@ let testSet: LabeledImages = try! DataStore(dataset: .mnist).load().test.prefix(
 
     @Test func evaluationAgreesWithTheModel() {
         let evaluation = AccuracyEvaluation(
-            model: trainedModel, images: testSet.allImages, labels: testSet.labels, modelName: "m", dataset: "mnist")
+            model: trainedModel, images: testSet.allImages, labels: testSet.labels, modelName: "m",
+            dataset: "mnist")
         #expect(evaluation.images == 200 && evaluation.confusionMatrix.total == 200)
         #expect(evaluation.accuracy == trainedModel.accuracy(testSet.allImages, labels: testSet.labels))
         #expect(evaluation.accuracy > 0.9)
         #expect(evaluation.predictions == trainedModel.predictions(testSet.allImages))
         let json = jsonText(evaluation)
-        for key in ["model", "dataset", "images", "accuracy", "perClassAccuracy", "confusionMatrix", "seconds"] {
+        for key in [
+            "model", "dataset", "images", "accuracy", "perClassAccuracy", "confusionMatrix", "seconds",
+        ] {
             #expect(json.contains("\"\(key)\""))
         }
         #expect(!json.contains("predictions"))
@@ -96,13 +105,16 @@ let testSet: LabeledImages = try! DataStore(dataset: .mnist).load().test.prefix(
 
 @Suite struct FoolingExperimentTests {
     @Test func theConfidenceIsTheOneAfterThePNGRoundTrip() throws {
-        let experiment = try FoolingExperiment(targets: Array(0..<10), fooling: Fooling(confidence: 0.99, maxSteps: 300))
+        let experiment = try FoolingExperiment(
+            targets: Array(0..<10), fooling: Fooling(confidence: 0.99, maxSteps: 300))
         let outcome = try experiment.run(model: trainedModel)
         #expect(outcome.targets.allSatisfy { $0.success })
         // The PNG bytes decode to the checked images, which are the optimised 8-bit images.
         for row in 0..<10 {
             #expect(try GreyImage(png: outcome.imagePNGs[row]).tensor().scalars == outcome.image(row).scalars)
-            #expect(try GreyImage(png: outcome.startPNGs[row]).tensor().scalars == outcome.result.starts.batch(row..<row + 1).scalars)
+            #expect(
+                try GreyImage(png: outcome.startPNGs[row]).tensor().scalars
+                    == outcome.result.starts.batch(row..<row + 1).scalars)
         }
         #expect(outcome.images.scalars == outcome.result.images.scalars)
         #expect(outcome.probabilities.scalars == trainedModel.probabilities(outcome.images).scalars)
@@ -119,10 +131,13 @@ let testSet: LabeledImages = try! DataStore(dataset: .mnist).load().test.prefix(
         defer { try? FileManager.default.removeItem(at: directory) }
         let experiment = try FoolingExperiment(targets: [3, 8], fooling: Fooling(maxSteps: 300))
         let outcome = try experiment.run(model: trainedModel)
-        let summary = try outcome.write(to: directory, model: "m.safetensors", start: "noise", command: "test")
+        let summary = try outcome.write(
+            to: directory, model: "m.safetensors", start: "noise", command: "test")
         #expect(summary.targets.map(\.numbers.target) == [3, 8] && summary.model == "m.safetensors")
         for (row, digit) in [3, 8].enumerated() {
-            #expect(try Data(contentsOf: directory.appendingPathComponent("\(digit).png")) == outcome.imagePNGs[row])
+            #expect(
+                try Data(contentsOf: directory.appendingPathComponent("\(digit).png"))
+                    == outcome.imagePNGs[row])
             #expect(summary.targets[row].image == directory.appendingPathComponent("\(digit).png").path)
         }
         let tensors = try Safetensors.read(from: directory.appendingPathComponent("fooling.safetensors"))
@@ -134,7 +149,8 @@ let testSet: LabeledImages = try! DataStore(dataset: .mnist).load().test.prefix(
     }
 
     @Test func aStoppedRunIsCheckedTheSameWay() throws {
-        let experiment = try FoolingExperiment(targets: Array(0..<10), fooling: Fooling(confidence: 0.9999, maxSteps: 300))
+        let experiment = try FoolingExperiment(
+            targets: Array(0..<10), fooling: Fooling(confidence: 0.9999, maxSteps: 300))
         var seen = 0
         let outcome = try experiment.run(model: trainedModel) { _ in
             seen += 1
@@ -160,7 +176,8 @@ let testSet: LabeledImages = try! DataStore(dataset: .mnist).load().test.prefix(
         let directory = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: directory) }
         let settings = AttackSettings(method: .pgd, parameters: AttackParameters(epsilon: 0.2, steps: 10))
-        let run = try AttackRun.run(settings, model: trainedModel, images: testSet.allImages, labels: testSet.labels)
+        let run = try AttackRun.run(
+            settings, model: trainedModel, images: testSet.allImages, labels: testSet.labels)
         #expect(run.attack == "pgd" && run.epsilon == 0.2)
         #expect(run.cleanPredictions == trainedModel.predictions(testSet.allImages))
         #expect(run.report.images == 200 && run.report.robustAccuracy < run.report.cleanAccuracy)
@@ -190,7 +207,8 @@ let testSet: LabeledImages = try! DataStore(dataset: .mnist).load().test.prefix(
 
     @Test func theCurveStartsAtCleanAccuracyAndFalls() throws {
         let points = try robustnessCurve(
-            model: trainedModel, settings: AttackSettings(method: .pgd, parameters: AttackParameters(steps: 10)),
+            model: trainedModel,
+            settings: AttackSettings(method: .pgd, parameters: AttackParameters(steps: 10)),
             epsilons: [0, 0.1, 0.3], images: testSet.allImages, labels: testSet.labels)
         #expect(points.map(\.epsilon) == [0, 0.1, 0.3])
         let accuracy = trainedModel.accuracy(testSet.allImages, labels: testSet.labels)
@@ -207,7 +225,8 @@ let testSet: LabeledImages = try! DataStore(dataset: .mnist).load().test.prefix(
         let settings = quickSettings(limit: 320, epochs: 2)  // 5 batches an epoch
         let reference = directory.appendingPathComponent("reference.safetensors")
         var events: [String] = []
-        let outcome = try TrainingRun(settings: settings, output: reference).run(dataDirectory: nil) { progress in
+        let outcome = try TrainingRun(settings: settings, output: reference).run(dataDirectory: nil) {
+            progress in
             switch progress {
             case .started(let start): events.append("started \(start.trainingImages) \(start.parameters)")
             case .batch(let epoch, let done, _, _, _): events.append("batch \(epoch).\(done)")
@@ -215,7 +234,10 @@ let testSet: LabeledImages = try! DataStore(dataset: .mnist).load().test.prefix(
             }
             return .proceed
         }
-        guard case .finished(let summary) = outcome else { Issue.record("not finished"); return }
+        guard case .finished(let summary) = outcome else {
+            Issue.record("not finished")
+            return
+        }
         #expect(summary.epochs.count == 2 && summary.trainingImages == 320)
         #expect(events.first == "started 320 \(try Model(architecture: .seed, seed: 7).parameterCount)")
         #expect(events.filter { $0.hasPrefix("batch") }.count == 10)
@@ -224,17 +246,25 @@ let testSet: LabeledImages = try! DataStore(dataset: .mnist).load().test.prefix(
         // Stop after the 7th batch (the second of epoch 2), then resume.
         let output = directory.appendingPathComponent("stopped.safetensors")
         var batches = 0
-        let stopped = try TrainingRun(settings: settings, output: output).run(dataDirectory: nil) { progress in
+        let stopped = try TrainingRun(settings: settings, output: output).run(dataDirectory: nil) {
+            progress in
             if case .batch = progress { batches += 1 }
             return batches == 7 ? .stop : .proceed
         }
-        guard case .interrupted(let position, let resumeFile) = stopped else { Issue.record("not stopped"); return }
+        guard case .interrupted(let position, let resumeFile) = stopped else {
+            Issue.record("not stopped")
+            return
+        }
         #expect(position.epoch == 1 && position.batch == 2)
         #expect(resumeFile == TrainingRun.resumeURL(for: output))
         #expect(!FileManager.default.fileExists(atPath: output.path))
-        let resumed = try TrainingRun(settings: quickSettings(limit: 1, epochs: 9), output: output, resume: resumeFile)
+        let resumed = try TrainingRun(
+            settings: quickSettings(limit: 1, epochs: 9), output: output, resume: resumeFile)
         #expect(resumed.settings == settings)
-        guard case .finished = try resumed.run(dataDirectory: nil) else { Issue.record("resume did not finish"); return }
+        guard case .finished = try resumed.run(dataDirectory: nil) else {
+            Issue.record("resume did not finish")
+            return
+        }
         #expect(try Safetensors.read(from: output).tensors == Safetensors.read(from: reference).tensors)
         #expect(!FileManager.default.fileExists(atPath: resumeFile.path))
     }

@@ -8,7 +8,8 @@ import NeuralNet
 ///   ‖x − x₀‖²₂ + c · max(max_{i≠t} z_i − z_t + κ, 0)          (targeted)
 /// with Adam (NeuralNet's ``Adam``, PyTorch's update) over w, where x = (tanh(w) + 1)/2
 /// keeps every pixel in [0, 1], and a binary search over the constant c per image (×10
-/// until an adversarial is found, then bisection). The returned image is the smallest adversarial seen at any iteration.
+/// until an adversarial is found, then bisection). The returned image is the smallest
+/// adversarial seen at any iteration.
 ///
 /// Defaults follow Foolbox (`L2CarliniWagnerAttack`) where that keeps the runtime
 /// reasonable: κ = 0, early abort when the loss has not fallen by 0.01% over a tenth of
@@ -110,8 +111,8 @@ public struct CarliniWagnerL2: MinimizationAttack {
                 ledger.addQueries(items)
                 ledger.addIterations(items)
                 let (met, stop) = ledger.judge(
-                    logits: pass.logits, items: items, images: x, step: iteration + 1, of: steps, attempt: searchStep,
-                    control: &control)
+                    logits: pass.logits, items: items, images: x, step: iteration + 1, of: steps,
+                    attempt: searchStep, control: &control)
                 let hinges = hingeLoss(
                     logits: pass.logits, classes: rivals[...],
                     weights: Array(repeating: 1, count: items.count)[...],
@@ -149,7 +150,8 @@ public struct CarliniWagnerL2: MinimizationAttack {
                 }
                 // Stopped: the smallest adversarials so far are in the ledger already.
                 if stop { break search }
-                adam.update(&w, gradient: gradient, state: &moments, step: iteration + 1, learningRate: learningRate)
+                adam.update(
+                    &w, gradient: gradient, state: &moments, step: iteration + 1, learningRate: learningRate)
                 if keep.isEmpty { break }
                 if keep.count < slots.count {
                     slots = keep.map { slots[$0] }

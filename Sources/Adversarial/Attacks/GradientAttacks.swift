@@ -57,7 +57,8 @@ struct GradientDescentEngine: Sendable {
                 }
                 ledger.addQueries(items)
                 let (met, stop) = ledger.judge(
-                    logits: logits, items: items, images: x, step: step, of: steps, attempt: restart, control: &control)
+                    logits: logits, items: items, images: x, step: step, of: steps, attempt: restart,
+                    control: &control)
                 var keep: [Int] = []
                 for (row, item) in items.enumerated() {
                     if met[row] {

@@ -190,7 +190,8 @@ public struct BLASBackend: Sendable {
             status = deceive_blas_load(nil, &message, message.count)
         }
         guard status == 0 else {
-            return .failure(BLASError(description: String(cString: message)))
+            let text = message.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }
+            return .failure(BLASError(description: String(decoding: text, as: UTF8.self)))
         }
         // Parallelism comes from sharding the batch; BLAS itself runs on the calling thread.
         deceive_blas_set_threads(1)

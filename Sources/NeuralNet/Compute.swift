@@ -105,6 +105,17 @@ public enum Compute {
     }
 }
 
+/// Runs `body` over `0..<count` in chunks of 16,384 on the worker threads (serially for
+/// fewer): for element-wise loops, whose results do not depend on how they are cut.
+func elementwise(count: Int, _ body: (Range<Int>) -> Void) {
+    let chunk = 1 << 14
+    guard count > chunk else {
+        body(0..<count)
+        return
+    }
+    _ = Compute.map((count + chunk - 1) / chunk) { index in body(index * chunk..<min(count, (index + 1) * chunk)) }
+}
+
 /// Moves a non-Sendable value into concurrent code whose safety the caller guarantees
 /// (each worker touches disjoint slots).
 struct SendableBox<T>: @unchecked Sendable {

@@ -96,11 +96,16 @@ public struct Adam: Optimizer {
             gradient.scalars.withUnsafeBufferPointer { g in
                 mean.scalars.withUnsafeMutableBufferPointer { m in
                     variance.scalars.withUnsafeMutableBufferPointer { v in
-                        for i in 0..<p.count {
-                            let d = g[i] + l2 * p[i]
-                            m[i] = b1 * m[i] + (1 - b1) * d
-                            v[i] = b2 * v[i] + (1 - b2) * d * d
-                            p[i] = p[i] * shrink - stepSize * m[i] / (v[i].squareRoot() / correction2 + eps)
+                        let (p, g, m, v) = (p.baseAddress!, g.baseAddress!, m.baseAddress!, v.baseAddress!)
+                        // Element by element, so the chunks (run on all threads: the update is
+                        // otherwise the serial part of a training step) change no result.
+                        elementwise(count: gradient.count) { range in
+                            for i in range {
+                                let d = g[i] + l2 * p[i]
+                                m[i] = b1 * m[i] + (1 - b1) * d
+                                v[i] = b2 * v[i] + (1 - b2) * d * d
+                                p[i] = p[i] * shrink - stepSize * m[i] / (v[i].squareRoot() / correction2 + eps)
+                            }
                         }
                     }
                 }

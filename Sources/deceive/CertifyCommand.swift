@@ -1,0 +1,76 @@
+import ArgumentParser
+import Datasets
+import Experiments
+import Foundation
+import NeuralNet
+
+extension CertificationMethod: ExpressibleByArgument {}
+
+/// `deceive certify`.
+struct CertifyCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "certify",
+        abstract: "Prove robustness: verified accuracy at each ε by interval bound propagation.",
+        discussion: """
+            An image counts as verified only when it is classified correctly and the bounds prove that no \
+            image in its L∞ box of radius ε (within [0, 1]) changes the class, for the real-valued network \
+            and for Deceive's Float32 engine.
+            """)
+
+    @OptionGroup var source: ModelOptions
+
+    @Option(help: ArgumentHelp("Budget ε in [0, 1], one value or a comma-separated list.", valueName: "eps"))
+    var eps: String = "0.3"
+
+    @Option(help: "Bound method: ibp.")
+    var method: CertificationMethod = .ibp
+
+    @Option(help: "Certify the first N test images (default: all 10,000).")
+    var count: Int?
+
+    @Option(help: "Dataset: mnist or fashion-mnist (default: the checkpoint's).")
+    var dataset: DatasetName?
+
+    @Option(help: ArgumentHelp("Directory holding the dataset's IDX files.", valueName: "dir"))
+    var dataDir: String?
+
+    @Flag(help: "Print JSON instead of text.")
+    var json = false
+
+    func epsilons() throws -> [Float] {
+        do throws(ExperimentError) {
+            let values = try parseEpsilons(eps)
+            for value in values { try Certification.validate(epsilon: value) }
+            return values
+        } catch {
+            throw ValidationError("--eps: \(error.description)")
+        }
+    }
+
+    func validate() throws {
+        if let count, count < 1 { throw ValidationError("--count must be at least 1, got \(count)") }
+        _ = try epsilons()
+    }
+
+    func run() throws {
+        try runReportingErrors {
+            let checkpoint = try source.load()
+            let name =
+                dataset ?? checkpoint.metadata[Checkpoint.Key.dataset].flatMap(DatasetName.init(rawValue:)) ?? .mnist
+            let store = DataStore(dataset: name, directory: dataDir.map { URL(fileURLWithPath: $0) })
+            var test = try store.load(log: { printError($0) }).test
+            if let count { test = test.prefix(count) }
+            let results = try Certification.run(
+                checkpoint.model, images: test.allImages, labels: test.labels, epsilons: try epsilons(), method: method)
+            if json {
+                print(results.count == 1 ? jsonText(results[0]) : jsonText(results))
+                return
+            }
+            print("\(source.model): clean accuracy \(percent(results[0].cleanAccuracy)) on \(test.labels.count) images")
+            for result in results {
+                let time = String(format: "%.1f s", result.seconds)
+                print("ε = \(result.epsilon): verified accuracy \(percent(result.verifiedAccuracy)) (\(result.method.rawValue), \(time))")
+            }
+        }
+    }
+}

@@ -21,7 +21,8 @@ public struct IntervalBounds: Sendable, Equatable {
         let lower = images.scalars.map { x in min(x, max(0, (x - epsilon).nextDown)) }
         let upper = images.scalars.map { x in max(x, min(1, (x + epsilon).nextUp)) }
         return IntervalBounds(
-            lower: Tensor(shape: images.shape, scalars: lower), upper: Tensor(shape: images.shape, scalars: upper))
+            lower: Tensor(shape: images.shape, scalars: lower),
+            upper: Tensor(shape: images.shape, scalars: upper))
     }
 }
 
@@ -57,7 +58,8 @@ public struct IntervalBounds: Sendable, Equatable {
 /// activation at every layer lies in that layer's widened box.
 public enum IntervalBoundPropagation {
     /// Bounds on the output of `layers` (all of the model's unless given) for inputs in `input`.
-    public static func bounds(_ model: Model, input: IntervalBounds, layerCount: Int? = nil) -> IntervalBounds {
+    public static func bounds(_ model: Model, input: IntervalBounds, layerCount: Int? = nil) -> IntervalBounds
+    {
         let layers = Array(model.layers.prefix(layerCount ?? model.layers.count))
         let shards = Compute.shards(count: input.lower.batchSize)
         let parts = Compute.map(shards.count) { index in
@@ -88,7 +90,8 @@ public enum IntervalBoundPropagation {
         let box = IntervalBounds.box(around: images, epsilon: epsilon)
         let shards = Compute.shards(count: images.batchSize)
         let parts = Compute.map(shards.count) { index in
-            var bounds = IntervalBounds(lower: box.lower.batch(shards[index]), upper: box.upper.batch(shards[index]))
+            var bounds = IntervalBounds(
+                lower: box.lower.batch(shards[index]), upper: box.upper.batch(shards[index]))
             for layer in layers[..<last] { bounds = propagate(bounds, through: layer) }
             return foldedMargins(dense, bounds, labels: Array(labels[shards[index]]))
         }
@@ -120,7 +123,8 @@ public enum IntervalBoundPropagation {
             let flat = IntervalBounds(
                 lower: bounds.lower.reshaped([bounds.lower.batchSize, bounds.lower.itemCount]),
                 upper: bounds.upper.reshaped([bounds.upper.batchSize, bounds.upper.itemCount]))
-            return affine(flat, weight: dense.weight, bias: dense.bias, k: dense.inputFeatures) { weight, bias, x in
+            return affine(flat, weight: dense.weight, bias: dense.bias, k: dense.inputFeatures) {
+                weight, bias, x in
                 Dense(weight: weight, bias: bias).forward(x, context: context).output
             }
         case is ReLU:

@@ -23,7 +23,10 @@ public struct Certification: Sendable, Encodable {
     public let seconds: Double
 
     private enum CodingKeys: String, CodingKey {
-        case epsilon = "eps", method, cleanAccuracy = "clean_accuracy", verifiedAccuracy = "verified_accuracy"
+        case epsilon = "eps"
+        case method
+        case cleanAccuracy = "clean_accuracy"
+        case verifiedAccuracy = "verified_accuracy"
         case verified, seconds
     }
 
@@ -43,7 +46,8 @@ public struct Certification: Sendable, Encodable {
             throw .invalid("labels outside the model's \(model.classCount) classes")
         }
         let clean = model.predictions(images, batchSize: 1000)
-        let cleanAccuracy = Double(zip(clean, labels).filter { $0 == $1 }.count) / Double(max(labels.count, 1))
+        let cleanAccuracy =
+            Double(zip(clean, labels).filter { $0 == $1 }.count) / Double(max(labels.count, 1))
         let clock = ContinuousClock()
         return epsilons.map { epsilon in
             let start = clock.now

@@ -56,20 +56,24 @@ struct CertifyCommand: ParsableCommand {
         try runReportingErrors {
             let checkpoint = try source.load()
             let name =
-                dataset ?? checkpoint.metadata[Checkpoint.Key.dataset].flatMap(DatasetName.init(rawValue:)) ?? .mnist
+                dataset ?? checkpoint.metadata[Checkpoint.Key.dataset].flatMap(DatasetName.init(rawValue:))
+                ?? .mnist
             let store = DataStore(dataset: name, directory: dataDir.map { URL(fileURLWithPath: $0) })
             var test = try store.load(log: { printError($0) }).test
             if let count { test = test.prefix(count) }
             let results = try Certification.run(
-                checkpoint.model, images: test.allImages, labels: test.labels, epsilons: try epsilons(), method: method)
+                checkpoint.model, images: test.allImages, labels: test.labels, epsilons: try epsilons(),
+                method: method)
             if json {
                 print(results.count == 1 ? jsonText(results[0]) : jsonText(results))
                 return
             }
-            print("\(source.model): clean accuracy \(percent(results[0].cleanAccuracy)) on \(test.labels.count) images")
+            let clean = percent(results[0].cleanAccuracy)
+            print("\(source.model): clean accuracy \(clean) on \(test.labels.count) images")
             for result in results {
                 let time = String(format: "%.1f s", result.seconds)
-                print("ε = \(result.epsilon): verified accuracy \(percent(result.verifiedAccuracy)) (\(result.method.rawValue), \(time))")
+                let verified = percent(result.verifiedAccuracy)
+                print("ε = \(result.epsilon): verified accuracy \(verified) (\(result.method.rawValue), \(time))")
             }
         }
     }

@@ -10,7 +10,8 @@ import Testing
 @Suite struct CertificationTests {
     /// `flatten dense2` on a 1×1×2 input with W = [[1, −2], [3, 4]], b = [0.5, −1].
     func oneLayer() throws -> Model {
-        let architecture = Architecture(layers: [.flatten, .dense(outputFeatures: 2)], inputShape: [1, 1, 2])
+        let architecture = Architecture(
+            layers: [.flatten, .dense(outputFeatures: 2)], inputShape: [1, 1, 2])
         return try Model(
             architecture: architecture,
             parameters: [
@@ -64,7 +65,8 @@ import Testing
                             // a third of the samples are corners
                             x[s * item + i] =
                                 s % 3 == 0
-                                ? (Bool.random(using: &generator) ? l : u) : Float.random(in: l...u, using: &generator)
+                                ? (Bool.random(using: &generator) ? l : u)
+                                : Float.random(in: l...u, using: &generator)
                         }
                     }
                 }
@@ -72,7 +74,9 @@ import Testing
                 for s in 0..<samples {
                     for j in 0..<10 {
                         let value = z.scalars[s * 10 + j]
-                        #expect(value >= logits.lower.scalars[n * 10 + j] && value <= logits.upper.scalars[n * 10 + j])
+                        #expect(
+                            value >= logits.lower.scalars[n * 10 + j]
+                                && value <= logits.upper.scalars[n * 10 + j])
                         let y = labels[n]
                         #expect(z.scalars[s * 10 + y] - value >= margins[n][j] || j == y)
                     }
@@ -83,13 +87,16 @@ import Testing
 
     @Test func certificatesAreMonotoneAndExactAtZero() throws {
         let test = try DataStore(dataset: .mnist).load().test.prefix(300)
-        let model = try Checkpoint.load(from: ShippedModelTests.models.appendingPathComponent("mnist-cnn-robust.safetensors")).model
+        let model = try Checkpoint.load(
+            from: ShippedModelTests.models.appendingPathComponent("mnist-cnn-robust.safetensors")
+        ).model
         let images = test.allImages
         let clean = model.predictions(images)
         var previous: [Bool]?
         var counts: [Int] = []
         for epsilon: Float in [0, 0.001, 0.003, 0.01, 0.02] {
-            let verified = IntervalBoundPropagation.certify(model, images: images, labels: test.labels, epsilon: epsilon)
+            let verified = IntervalBoundPropagation.certify(
+                model, images: images, labels: test.labels, epsilon: epsilon)
             if let previous {
                 #expect(zip(verified, previous).allSatisfy { !$0 || $1 })
             } else {
@@ -105,7 +112,9 @@ import Testing
 
     @Test func pgdResultsStayWithinTheBounds() throws {
         let test = try DataStore(dataset: .mnist).load().test.prefix(8)
-        let model = try Checkpoint.load(from: ShippedModelTests.models.appendingPathComponent("mnist-cnn.safetensors")).model
+        let model = try Checkpoint.load(
+            from: ShippedModelTests.models.appendingPathComponent("mnist-cnn.safetensors")
+        ).model
         let images = test.allImages
         for epsilon: Float in [0.01, 0.1] {
             let attack = try AttackMethod.pgd.make(AttackParameters(epsilon: epsilon))
@@ -120,7 +129,9 @@ import Testing
                 let y = test.labels[n]
                 for j in 0..<10 {
                     let value = z.scalars[n * 10 + j]
-                    #expect(value >= logits.lower.scalars[n * 10 + j] && value <= logits.upper.scalars[n * 10 + j])
+                    #expect(
+                        value >= logits.lower.scalars[n * 10 + j] && value <= logits.upper.scalars[n * 10 + j]
+                    )
                     #expect(j == y || z.scalars[n * 10 + y] - value >= margins[n][j])
                 }
             }

@@ -8,7 +8,8 @@ import Testing
     @Test func jsonHasTheKeysAndOneFlagPerImage() throws {
         var generator = SplitMix64(seed: 3)
         let model = try Model(
-            architecture: try Architecture(parsing: "conv4k3s2p1 relu maxpool2 flatten dense10", inputShape: [1, 8, 8]),
+            architecture: try Architecture(
+                parsing: "conv4k3s2p1 relu maxpool2 flatten dense10", inputShape: [1, 8, 8]),
             generator: &generator)
         let images = Tensor(shape: [5, 1, 8, 8]) { x in
             for i in x.indices { x[i] = Float.random(in: 0...1, using: &generator) }
@@ -18,7 +19,9 @@ import Testing
         #expect(results.map(\.epsilon) == [0, 0.1])
         #expect(results[0].cleanAccuracy == 1)
         let object = try JSONSerialization.jsonObject(with: Data(jsonText(results[0]).utf8)) as! [String: Any]
-        for key in ["eps", "method", "clean_accuracy", "verified_accuracy", "verified"] { #expect(object[key] != nil, "\(key)") }
+        for key in ["eps", "method", "clean_accuracy", "verified_accuracy", "verified"] {
+            #expect(object[key] != nil, "\(key)")
+        }
         #expect((object["verified"] as! [Bool]).count == 5)
         #expect(object["method"] as? String == "ibp")
         #expect(throws: ExperimentError.self) {

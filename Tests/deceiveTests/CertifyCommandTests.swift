@@ -17,6 +17,8 @@ import Testing
     }
 
     @Test func certifiesAFewDigits() {
-        #expect(Deceive.run(["certify", "--model", Self.model, "--eps", "0,0.01", "--count", "20", "--json"]) == 0)
+        #expect(
+            Deceive.run(["certify", "--model", Self.model, "--eps", "0,0.01", "--count", "20", "--json"]) == 0
+        )
     }
 }

@@ -1,6 +1,6 @@
 # Deceive: train a network on MNIST, fool it, attack it, defend it.
 #   make demo    the whole story on a laptop CPU (fetches what it needs)
-#   make test    the test suite (release build with testing enabled)
+#   make test    the test suite (release build with testing enabled), then the page in a real browser
 #   make bench   throughput against the roofline: the best sgemm among the kernels this CPU runs
 
 SWIFT ?= swift
@@ -9,7 +9,7 @@ FLAGS = -c release -Xswiftc -enable-testing
 BIN = $(shell $(SWIFT) build $(FLAGS) --show-bin-path 2>/dev/null)
 DECEIVE = $(BIN)/deceive
 
-.PHONY: deps build data demo render images test bench fuzz clean
+.PHONY: deps build data demo render images test serve loadtest bench fuzz clean
 
 deps:
 	@scripts/deps.sh
@@ -37,6 +37,15 @@ images: demo
 
 test: data
 	$(SWIFT) test $(FLAGS)
+	python3 scripts/browser_test.py $(DECEIVE)
+
+# The interactive page on http://127.0.0.1:8080 (Ctrl-C stops it).
+serve: build
+	$(DECEIVE) serve
+
+# 40 clients mixing predict and fool for 30 s against a fresh server.
+loadtest: build
+	python3 scripts/loadtest.py $(DECEIVE) --clients 40 --seconds 30 --json out/loadtest.json
 
 bench: data
 	$(BIN)/deceive-bench --output out/bench.json

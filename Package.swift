@@ -10,10 +10,12 @@ let package = Package(
         .library(name: "Adversarial", targets: ["Adversarial"]),
         .library(name: "Visuals", targets: ["Visuals"]),
         .library(name: "Experiments", targets: ["Experiments"]),
+        .library(name: "Server", targets: ["Server"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
     ],
     targets: [
         // OpenBLAS on Linux, loaded at run time so that its kernel is chosen from the CPU's
@@ -43,10 +45,17 @@ let package = Package(
         .target(name: "Adversarial", dependencies: ["NeuralNet"]),
         .target(name: "Visuals", dependencies: ["NeuralNet", "CPNG"]),
         .target(name: "Experiments", dependencies: ["NeuralNet", "Datasets", "Adversarial", "Visuals"]),
+        .target(
+            name: "Server",
+            dependencies: [
+                "NeuralNet", "Adversarial", "Experiments",
+                .product(name: "Hummingbird", package: "hummingbird"),
+            ]
+        ),
         .executableTarget(
             name: "deceive",
             dependencies: [
-                "NeuralNet", "Datasets", "Adversarial", "Visuals", "Experiments",
+                "NeuralNet", "Datasets", "Adversarial", "Visuals", "Experiments", "Server",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -59,6 +68,13 @@ let package = Package(
         .testTarget(
             name: "ExperimentsTests",
             dependencies: ["Experiments", "Adversarial", "Datasets", "NeuralNet", "Visuals"]),
+        .testTarget(
+            name: "ServerTests",
+            dependencies: [
+                "Server", "NeuralNet",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+            ]),
         .testTarget(name: "deceiveTests", dependencies: ["deceive", "deceive-fuzz"]),
     ]
 )

@@ -8,7 +8,7 @@ struct Deceive: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "deceive",
         abstract: "Train a network on MNIST, fool it, attack it, and defend it.",
-        subcommands: [DataCommand.self, TrainCommand.self, EvaluateCommand.self, PredictCommand.self, FoolCommand.self, AttackCommand.self, CertifyCommand.self, ReportCommand.self, DemoCommand.self, InfoCommand.self]
+        subcommands: [DataCommand.self, TrainCommand.self, EvaluateCommand.self, PredictCommand.self, FoolCommand.self, AttackCommand.self, CertifyCommand.self, ServeCommand.self, ReportCommand.self, DemoCommand.self, InfoCommand.self]
     )
 
     /// The arguments being run, recorded in the files a command writes (task-local, so

@@ -36,6 +36,7 @@ images: demo
 	cp out/demo/fooling.png out/demo/attack-pgd.png out/demo/fooling-within.png docs/images/
 
 test: data
+	@scripts/deps.sh test
 	$(SWIFT) test $(FLAGS)
 	python3 scripts/browser_test.py $(DECEIVE)
 

@@ -96,7 +96,8 @@ def main():
         # A 7: a bar across the top, then a stroke down to the lower left.
         draw(driver, pad, [[(70, 60), (210, 60), (120, 240)]])
         def predicted(d):
-            values = [d.find_element("id", f"prediction-{name}").get_attribute("data-prediction") for name in ("standard", "robust")]
+            # Read in one script: the bars are re-rendered after every prediction.
+            values = d.execute_script("return ['standard', 'robust'].map(n => (document.getElementById('prediction-' + n) || {dataset: {}}).dataset.prediction || '')")
             return values if all(values) else False
         wait.until(lambda d: predicted(d) and d.execute_script("return !predicting"))
         answers = predicted(driver)
@@ -117,7 +118,7 @@ def main():
             driver.save_screenshot(f"{OUT}/failed-fool.png")
             fail(f"fooling did not reach 0.99 on the page: {reached}, status '{text_of(driver, 'fool-status')}'")
         wait.until(lambda d: len(d.find_elements("css selector", "#fool-answers td[data-model]")) == 4)
-        fooled = driver.find_elements("css selector", "#fool-answers td[data-model='standard']")[-1].get_attribute("data-prediction")
+        fooled = driver.execute_script("const cells = document.querySelectorAll(\"#fool-answers td[data-model='standard']\"); return cells[cells.length - 1].dataset.prediction")
         if fooled != "3":
             fail(f"after fooling, the standard model's verdict on the page is {fooled}, not 3")
         print(f"browser test: Fool reached p(3) = {reached:.4f} on the page ({text_of(driver, 'fool-result')})")
@@ -131,6 +132,8 @@ def main():
         if success != "true":
             fail("PGD at ε = 0.2 did not flip the standard model's answer on the drawn 7")
         driver.execute_script("window.scrollTo(0, 0)")
+        height = driver.execute_script("return document.documentElement.scrollHeight")
+        driver.set_window_size(1200, min(4000, height + 140))
         driver.save_screenshot(f"{OUT}/page.png")
         severe = [entry for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
         if severe:

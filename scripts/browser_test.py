@@ -107,6 +107,15 @@ def main():
             fail(f"the page read the drawn 7 as {answers}")
         driver.save_screenshot(f"{OUT}/drawn.png")
 
+        # A finger: Clear, then a 1 drawn with touch pointer events.
+        driver.find_element("id", "clear").click()
+        draw(driver, pad, [[(150, 40), (135, 250)]], kind="touch")
+        wait.until(lambda d: predicted(d) == ["1", "1"] and d.execute_script("return !predicting"))
+        print("browser test: drew a 1 with touch events, both models say 1")
+        driver.find_element("id", "clear").click()
+        draw(driver, pad, [[(70, 60), (210, 60), (120, 240)]])
+        wait.until(lambda d: predicted(d) == ["7", "7"] and d.execute_script("return !predicting"))
+
         Select(driver.find_element("id", "fool-target")).select_by_visible_text("3")
         driver.find_element("id", "fool").click()
         def confidence(d):

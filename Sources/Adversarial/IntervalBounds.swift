@@ -111,6 +111,13 @@ public enum IntervalBoundPropagation {
     // MARK: Layers
 
     static func propagate(_ bounds: IntervalBounds, through layer: any Layer) -> IntervalBounds {
+        step(bounds, through: layer).bounds
+    }
+
+    /// One layer's bounds and, for an affine layer, `|W| max(|l|, |u|) + |b|` per output
+    /// (rounded up): the size of its dot products over the box, which bounds their Float32
+    /// rounding error (CROWN's error terms use it too).
+    static func step(_ bounds: IntervalBounds, through layer: any Layer) -> (bounds: IntervalBounds, magnitude: Tensor?) {
         let context = ForwardContext(training: false, needsBackward: false)
         switch layer {
         case let conv as Conv2D:
@@ -128,19 +135,28 @@ public enum IntervalBoundPropagation {
                 Dense(weight: weight, bias: bias).forward(x, context: context).output
             }
         case is ReLU:
-            return IntervalBounds(
-                lower: bounds.lower.mapScalars { max($0, 0) }, upper: bounds.upper.mapScalars { max($0, 0) })
+            return (
+                IntervalBounds(
+                    lower: bounds.lower.mapScalars { max($0, 0) }, upper: bounds.upper.mapScalars { max($0, 0) }),
+                nil
+            )
         case let pool as MaxPool2D:
             // max is monotone in every argument: the bounds of a window's max are the maxes of its bounds
-            return IntervalBounds(
-                lower: pool.forward(bounds.lower, context: context).output,
-                upper: pool.forward(bounds.upper, context: context).output)
+            return (
+                IntervalBounds(
+                    lower: pool.forward(bounds.lower, context: context).output,
+                    upper: pool.forward(bounds.upper, context: context).output),
+                nil
+            )
         case let flatten as Flatten:
-            return IntervalBounds(
-                lower: flatten.forward(bounds.lower, context: context).output,
-                upper: flatten.forward(bounds.upper, context: context).output)
+            return (
+                IntervalBounds(
+                    lower: flatten.forward(bounds.lower, context: context).output,
+                    upper: flatten.forward(bounds.upper, context: context).output),
+                nil
+            )
         case is Dropout:
-            return bounds
+            return (bounds, nil)
         default:
             preconditionFailure("no bound rule for layer \(type(of: layer))")
         }
@@ -150,7 +166,7 @@ public enum IntervalBoundPropagation {
     private static func affine(
         _ bounds: IntervalBounds, weight: Tensor, bias: Tensor, k: Int,
         apply: (_ weight: Tensor, _ bias: Tensor, _ input: Tensor) -> Tensor
-    ) -> IntervalBounds {
+    ) -> (bounds: IntervalBounds, magnitude: Tensor?) {
         let count = bounds.lower.count
         var center = [Float](repeating: 0, count: count)
         var radius = [Float](repeating: 0, count: count)
@@ -178,13 +194,15 @@ public enum IntervalBoundPropagation {
         let outputsPerChannel = mu.count / (mu.batchSize * bias.count)
         var lower = [Float](repeating: 0, count: mu.count)
         var upper = [Float](repeating: 0, count: mu.count)
+        var size = [Float](repeating: 0, count: mu.count)
         mu.scalars.withUnsafeBufferPointer { mu in
             r.scalars.withUnsafeBufferPointer { r in
                 s.scalars.withUnsafeBufferPointer { s in
                     bias.scalars.withUnsafeBufferPointer { b in
                         for i in 0..<mu.count {
                             let channel = (i / outputsPerChannel) % b.count
-                            let widen = (factor * (s[i] + abs(b[channel])).nextUp + tiny).nextUp
+                            size[i] = (s[i] + abs(b[channel])).nextUp
+                            let widen = (factor * size[i] + tiny).nextUp
                             let total = (r[i] + widen).nextUp
                             lower[i] = (mu[i] - total).nextDown
                             upper[i] = (mu[i] + total).nextUp
@@ -193,8 +211,11 @@ public enum IntervalBoundPropagation {
                 }
             }
         }
-        return IntervalBounds(
-            lower: Tensor(shape: mu.shape, scalars: lower), upper: Tensor(shape: mu.shape, scalars: upper))
+        return (
+            IntervalBounds(
+                lower: Tensor(shape: mu.shape, scalars: lower), upper: Tensor(shape: mu.shape, scalars: upper)),
+            Tensor(shape: mu.shape, scalars: size)
+        )
     }
 
     /// The margin lower bounds of the last dense layer with `W_y − W_j`, `b_y − b_j` folded in,
@@ -229,7 +250,7 @@ public enum IntervalBoundPropagation {
 }
 
 extension Tensor {
-    fileprivate func mapScalars(_ transform: (Float) -> Float) -> Tensor {
+    func mapScalars(_ transform: (Float) -> Float) -> Tensor {
         Tensor(shape: shape, scalars: scalars.map(transform))
     }
 }

@@ -6,6 +6,9 @@ import NeuralNet
 public enum CertificationMethod: String, Sendable, CaseIterable, Encodable {
     /// Interval bound propagation (``IntervalBoundPropagation``).
     case ibp
+    /// Linear relaxation, backward from the margins (``LinearBoundPropagation``), with IBP
+    /// for the intermediate layers; never looser than IBP.
+    case crown
 }
 
 /// Verified robustness at one ε (`deceive certify`): which of the images are proved to keep
@@ -51,8 +54,15 @@ public struct Certification: Sendable, Encodable {
         let clock = ContinuousClock()
         return epsilons.map { epsilon in
             let start = clock.now
-            let verified = IntervalBoundPropagation.certify(
-                model, images: images, labels: labels, epsilon: epsilon, cleanPredictions: clean)
+            let verified =
+                switch method {
+                case .ibp:
+                    IntervalBoundPropagation.certify(
+                        model, images: images, labels: labels, epsilon: epsilon, cleanPredictions: clean)
+                case .crown:
+                    LinearBoundPropagation.certify(
+                        model, images: images, labels: labels, epsilon: epsilon, cleanPredictions: clean)
+                }
             return Certification(
                 epsilon: epsilon, method: method, cleanAccuracy: cleanAccuracy,
                 verifiedAccuracy: Double(verified.filter { $0 }.count) / Double(max(labels.count, 1)),

@@ -10,7 +10,7 @@ extension CertificationMethod: ExpressibleByArgument {}
 struct CertifyCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "certify",
-        abstract: "Prove robustness: verified accuracy at each ε by interval bound propagation.",
+        abstract: "Prove robustness: verified accuracy at each ε by interval bounds (ibp) or linear relaxation (crown).",
         discussion: """
             An image counts as verified only when it is classified correctly and the bounds prove that no \
             image in its L∞ box of radius ε (within [0, 1]) changes the class, for the real-valued network \
@@ -22,7 +22,7 @@ struct CertifyCommand: ParsableCommand {
     @Option(help: ArgumentHelp("Budget ε in [0, 1], one value or a comma-separated list.", valueName: "eps"))
     var eps: String = "0.3"
 
-    @Option(help: "Bound method: ibp.")
+    @Option(help: "Bound method: ibp (interval bounds) or crown (linear relaxation, tighter, slower).")
     var method: CertificationMethod = .ibp
 
     @Option(help: "Certify the first N test images (default: all 10,000).")

@@ -12,7 +12,7 @@ import Testing
         for eps in ["-0.1", "nan", "1.5", "0.1,2", "x", ""] {
             #expect(Deceive.run(["certify", "--model", Self.model, "--eps", eps]) == 2, "--eps \(eps)")
         }
-        #expect(Deceive.run(["certify", "--model", Self.model, "--method", "crown"]) == 2)
+        #expect(Deceive.run(["certify", "--model", Self.model, "--method", "deeppoly"]) == 2)
         #expect(Deceive.run(["certify", "--model", Self.model, "--count", "0"]) == 2)
     }
 

@@ -1,0 +1,338 @@
+import NeuralNet
+
+/// Linear-relaxation bounds (CROWN, Zhang et al. 2018, "Efficient Neural Network Robustness
+/// Certification with General Activation Functions", in the CROWN-IBP form of Zhang et al.
+/// 2020): the margins `z_y − z_j` bounded from below by a linear function of the input,
+/// propagated backward from the folded last layer, with every intermediate layer's bounds
+/// from ``IntervalBoundPropagation``.
+///
+/// Per layer, backward, for coefficients `Λ` on the layer's output:
+/// - ``Dense``, ``Conv2D`` (any stride and padding): `Λ·(Wa + b) = (ΛW)·a + Λ·b`, `ΛW` by the
+///   layer's own input-gradient pass;
+/// - ``ReLU`` on `[l, u]`: inactive (`u ≤ 0`) → 0, active (`l ≥ 0`) → identity; unstable:
+///   below by `α z` with `α = 1` when `u > −l`, else 0 (CROWN's adaptive slope), above by
+///   `u (z − l) / (u − l)`; a positive coefficient takes the lower line, a negative one the upper;
+/// - ``MaxPool2D``, a sound relaxation (DeepPoly's): below by `x_j`, the input with the largest
+///   lower bound; above by `x_j` too when `l_j` is at least every other input's upper bound
+///   (then the max is `x_j`), else by the constant `max_i u_i`;
+/// - ``Flatten`` reshapes, ``Dropout`` is the identity at inference.
+/// At the input, `Λ·x` over the box is concretised exactly (in Double).
+///
+/// The bound returned is never looser than IBP's: each margin's bound is the larger of the
+/// two, both sound.
+///
+/// ## Soundness under floating point
+/// The coefficients are computed in Float32, and the engine's affine layers make rounding
+/// errors too; both are covered by lowering the bound. At an affine layer with dot products
+/// of length `k` and a backward (`ΛW`) reduction of length `k'` (the outputs: `O` for a dense
+/// layer, `F·R²` for a convolution), the engine's error `e` with `|e| ≤ γ(k+1) s` and the
+/// coefficient error `|fl(ΛW) − ΛW|·|a| ≤ γ(k'+1) |Λ| s`, where `s = |W| max(|l|,|u|) + |b|`
+/// from the IBP pass, add up to at most `4 (k + k' + 2) 2⁻²⁴ |Λ|·s`. A rounded ReLU slope
+/// (the upper line's slope is rounded up, which keeps it above the ReLU on `[l, u]`) and the
+/// products `Λ·slope` add `2⁻²³ |Λ'|·max(|l|,|u|)`. The folded last layer adds the rounding
+/// of `W_y − W_j` and the engine's Float32 logits, `4 (I + 2) 2⁻²⁴ S` as for IBP. Constants
+/// and the final concretisation are summed in Double, with `2⁻³⁰` of their absolute sums
+/// subtracted on top. The result is rounded down to Float32.
+public enum LinearBoundPropagation {
+    /// Lower bounds on the margins `z_y − z_j` over the box of radius `epsilon` around each
+    /// image, `y` its label: `[N][classes]`, `+∞` at `j = y`. Never below IBP's.
+    ///
+    /// - Precondition: the model's last layer with parameters is ``Dense``, followed only by
+    ///   layers that are the identity at inference (dropout, flatten).
+    public static func marginLowerBounds(
+        _ model: Model, images: Tensor, labels: [Int], epsilon: Float
+    ) -> [[Float]] {
+        precondition(labels.count == images.batchSize, "one label per image")
+        let box = IntervalBounds.box(around: images, epsilon: epsilon)
+        let shards = Compute.shards(count: images.batchSize, maximumSize: 8)
+        let parts = Compute.map(shards.count) { index in
+            let range = shards[index]
+            let shard = IntervalBounds(lower: box.lower.batch(range), upper: box.upper.batch(range))
+            return shardBounds(model, shard, labels: Array(labels[range]))
+        }
+        let crown = parts.flatMap { $0 }
+        let ibp = IntervalBoundPropagation.marginLowerBounds(model, images: images, labels: labels, epsilon: epsilon)
+        return zip(crown, ibp).map { zip($0, $1).map { max($0, $1) } }
+    }
+
+    /// Which images are certified robust at `epsilon` (clean prediction correct, every
+    /// margin's lower bound positive).
+    public static func certify(
+        _ model: Model, images: Tensor, labels: [Int], epsilon: Float, cleanPredictions: [Int]? = nil
+    ) -> [Bool] {
+        let clean = cleanPredictions ?? model.predictions(images, batchSize: 1000)
+        let margins = marginLowerBounds(model, images: images, labels: labels, epsilon: epsilon)
+        return labels.indices.map { n in clean[n] == labels[n] && margins[n].allSatisfy { $0 > 0 } }
+    }
+
+    /// What the backward pass needs of one layer from the forward (IBP) pass.
+    private struct Record {
+        /// The bounds on the layer's input.
+        let input: IntervalBounds
+        /// `|W| max(|l|,|u|) + |b|` per output, for an affine layer.
+        let magnitude: Tensor?
+    }
+
+    /// CROWN for one shard of images; rows are (image, class) pairs.
+    private static func shardBounds(_ model: Model, _ box: IntervalBounds, labels: [Int]) -> [[Float]] {
+        let layers = model.layers
+        guard let last = layers.lastIndex(where: { $0 is Dense }),
+            layers[(last + 1)...].allSatisfy({ $0 is Dropout || $0 is Flatten })
+        else { preconditionFailure("CROWN needs a model whose last layer with parameters is dense") }
+        let dense = layers[last] as! Dense
+        // Forward: every layer's input bounds (IBP).
+        var records: [Record] = []
+        var bounds = box
+        for layer in layers[..<last] {
+            let (next, magnitude) = IntervalBoundPropagation.step(bounds, through: layer)
+            records.append(Record(input: bounds, magnitude: magnitude))
+            bounds = next
+        }
+        let n = labels.count
+        let (I, classes) = (dense.inputFeatures, dense.outputFeatures)
+        let rows = n * classes
+        let u = Double(0x1p-24)
+        // The folded last layer: Λ[n·classes + j] = W_y − W_j on the flattened input.
+        let w = dense.weight.scalars
+        let b = dense.bias.scalars
+        var lambda = Tensor(shape: [rows, I])
+        var constant = [Double](repeating: 0, count: rows)
+        var slack = [Double](repeating: 0, count: rows)  // error terms, subtracted at the end
+        var size = [Double](repeating: 0, count: rows)  // absolute sums of the Double sums
+        let flatLast = bounds.lower.reshaped([n, I])
+        let flatLastUpper = bounds.upper.reshaped([n, I])
+        lambda.scalars.withUnsafeMutableBufferPointer { lam in
+            for image in 0..<n {
+                let y = labels[image]
+                for j in 0..<classes where j != y {
+                    let row = image * classes + j
+                    constant[row] = Double(b[y]) - Double(b[j])
+                    size[row] = abs(Double(b[y])) + abs(Double(b[j]))
+                    var s = abs(Double(b[y])) + abs(Double(b[j]))
+                    for i in 0..<I {
+                        lam[row * I + i] = w[y * I + i] - w[j * I + i]
+                        let m = max(abs(Double(flatLast.scalars[image * I + i])), abs(Double(flatLastUpper.scalars[image * I + i])))
+                        s += (abs(Double(w[y * I + i])) + abs(Double(w[j * I + i]))) * m
+                    }
+                    slack[row] += 4 * Double(I + 2) * u * s
+                }
+            }
+        }
+        lambda = lambda.reshaped([rows] + Array(bounds.lower.shape.dropFirst()))
+        // Backward through the layers before the last dense one.
+        for index in stride(from: last - 1, through: 0, by: -1) {
+            let layer = layers[index]
+            let record = records[index]
+            let inputShape = Array(record.input.lower.shape.dropFirst())
+            switch layer {
+            case let conv as Conv2D:
+                let k = conv.inputChannels * conv.kernelSize * conv.kernelSize
+                let kPrime = conv.outputChannels * conv.kernelSize * conv.kernelSize
+                affineTerms(lambda, bias: conv.bias, magnitude: record.magnitude!, k: k, kPrime: kPrime,
+                    classes: classes, constant: &constant, slack: &slack, size: &size)
+                let cache = Tensor(shape: [rows] + inputShape)
+                lambda = conv.backward(lambda, cache: cache, needsInputGradient: true, needsParameterGradients: false)
+                    .inputGradient!
+            case let dense as Dense:
+                let flat = lambda.reshaped([rows, dense.outputFeatures])
+                affineTerms(flat, bias: dense.bias, magnitude: record.magnitude!, k: dense.inputFeatures,
+                    kPrime: dense.outputFeatures, classes: classes, constant: &constant, slack: &slack, size: &size)
+                let cache = Tensor(shape: [rows, dense.inputFeatures])
+                lambda = dense.backward(flat, cache: cache, needsInputGradient: true, needsParameterGradients: false)
+                    .inputGradient!
+                lambda = lambda.reshaped([rows] + inputShape)
+            case is ReLU:
+                lambda = relu(lambda, record.input, classes: classes, constant: &constant, slack: &slack, size: &size)
+            case let pool as MaxPool2D:
+                lambda = maxPool(
+                    lambda, pool, record.input, classes: classes, constant: &constant, slack: &slack, size: &size)
+            case is Flatten, is Dropout:
+                lambda = lambda.reshaped([rows] + inputShape)
+            default:
+                preconditionFailure("no linear bound rule for layer \(type(of: layer))")
+            }
+        }
+        // Concretise Λ·x over the input box.
+        let d = box.lower.itemCount
+        return (0..<n).map { image in
+            (0..<classes).map { j -> Float in
+                guard j != labels[image] else { return .infinity }
+                let row = image * classes + j
+                var sum = constant[row]
+                var absolute = size[row]
+                lambda.scalars.withUnsafeBufferPointer { lam in
+                    box.lower.scalars.withUnsafeBufferPointer { lo in
+                        box.upper.scalars.withUnsafeBufferPointer { hi in
+                            for i in 0..<d {
+                                let c = Double(lam[row * d + i])
+                                let x = c >= 0 ? Double(lo[image * d + i]) : Double(hi[image * d + i])
+                                sum += c * x
+                                absolute += abs(c * x)
+                            }
+                        }
+                    }
+                }
+                let bound = sum - slack[row] - 0x1p-30 * absolute - 1e-30
+                guard bound.isFinite else { return -.infinity }
+                return Float(bound).nextDown
+            }
+        }
+    }
+
+    /// An affine layer's constant `Λ·b` and its error term `4 (k + k' + 2) 2⁻²⁴ |Λ|·s`.
+    private static func affineTerms(
+        _ lambda: Tensor, bias: Tensor, magnitude: Tensor, k: Int, kPrime: Int, classes: Int,
+        constant: inout [Double], slack: inout [Double], size: inout [Double]
+    ) {
+        let rows = lambda.batchSize
+        let width = lambda.itemCount
+        let perChannel = width / bias.count
+        let factor = 4 * Double(k + kPrime + 2) * 0x1p-24
+        let tiny = Double(k + kPrime) * Double(Float.leastNormalMagnitude)
+        lambda.scalars.withUnsafeBufferPointer { lam in
+            magnitude.scalars.withUnsafeBufferPointer { s in
+                bias.scalars.withUnsafeBufferPointer { b in
+                    for row in 0..<rows {
+                        let image = row / classes
+                        var c = 0.0
+                        var e = 0.0
+                        var a = 0.0
+                        var nonzero = 0.0
+                        for i in 0..<width {
+                            let v = Double(lam[row * width + i])
+                            let bi = Double(b[i / perChannel])
+                            c += v * bi
+                            a += abs(v * bi)
+                            e += abs(v) * Double(s[image * width + i])
+                            nonzero += v != 0 ? 1 : 0
+                        }
+                        constant[row] += c
+                        size[row] += a
+                        slack[row] += factor * e + tiny * nonzero
+                    }
+                }
+            }
+        }
+    }
+
+    /// ReLU's relaxation: the new coefficients on its input, the intercepts in `constant`.
+    private static func relu(
+        _ lambda: Tensor, _ input: IntervalBounds, classes: Int,
+        constant: inout [Double], slack: inout [Double], size: inout [Double]
+    ) -> Tensor {
+        let rows = lambda.batchSize
+        let width = lambda.itemCount
+        var out = lambda
+        out.scalars.withUnsafeMutableBufferPointer { lam in
+            input.lower.scalars.withUnsafeBufferPointer { lo in
+                input.upper.scalars.withUnsafeBufferPointer { hi in
+                    for row in 0..<rows {
+                        let image = row / classes
+                        var c = 0.0
+                        var e = 0.0
+                        var a = 0.0
+                        for i in 0..<width {
+                            let v = lam[row * width + i]
+                            guard v != 0 else { continue }
+                            let (l, u) = (lo[image * width + i], hi[image * width + i])
+                            if u <= 0 {
+                                lam[row * width + i] = 0
+                            } else if l >= 0 {
+                                continue
+                            } else if v > 0 {
+                                // below by α z: α = 1 when u > −l, else 0
+                                lam[row * width + i] = u > -l ? v : 0
+                            } else {
+                                // above by slope · (z − l), the slope rounded up
+                                let slope = (u / (u - l).nextDown).nextUp
+                                let scaled = v * slope
+                                lam[row * width + i] = scaled
+                                let intercept = Double(v) * Double(slope) * Double(l)
+                                c -= intercept
+                                a += abs(intercept)
+                                e += abs(Double(scaled)) * Double(max(-l, u)) * 0x1p-23
+                            }
+                        }
+                        constant[row] += c
+                        size[row] += a
+                        slack[row] += e
+                    }
+                }
+            }
+        }
+        return out
+    }
+
+    /// Max pooling's relaxation (see the type's documentation): coefficients routed to each
+    /// window's input with the largest lower bound, or a constant `max u` for a negative
+    /// coefficient on a window whose maximum is not settled.
+    private static func maxPool(
+        _ lambda: Tensor, _ pool: MaxPool2D, _ input: IntervalBounds, classes: Int,
+        constant: inout [Double], slack: inout [Double], size: inout [Double]
+    ) -> Tensor {
+        let rows = lambda.batchSize
+        let (C, H, W) = (input.lower.shape[1], input.lower.shape[2], input.lower.shape[3])
+        let (P, Q) = (lambda.shape[2], lambda.shape[3])
+        let (K, S) = (pool.kernelSize, pool.stride)
+        var out = Tensor(shape: [rows, C, H, W])
+        out.scalars.withUnsafeMutableBufferPointer { dx in
+            lambda.scalars.withUnsafeBufferPointer { lam in
+                input.lower.scalars.withUnsafeBufferPointer { lo in
+                    input.upper.scalars.withUnsafeBufferPointer { hi in
+                        for row in 0..<rows {
+                            let image = row / classes
+                            var c = 0.0
+                            var a = 0.0
+                            var e = 0.0
+                            for ch in 0..<C {
+                                let plane = (image * C + ch) * H * W
+                                let outPlane = (row * C + ch) * H * W
+                                for p in 0..<P {
+                                    for q in 0..<Q {
+                                        let v = lam[((row * C + ch) * P + p) * Q + q]
+                                        guard v != 0 else { continue }
+                                        var best = -1
+                                        var bestLower = -Float.infinity
+                                        var maxUpper = -Float.infinity
+                                        for a in 0..<K {
+                                            for b in 0..<K {
+                                                let i = (p * S + a) * W + q * S + b
+                                                if best < 0 || lo[plane + i] > bestLower {
+                                                    best = i
+                                                    bestLower = lo[plane + i]
+                                                }
+                                                maxUpper = max(maxUpper, hi[plane + i])
+                                            }
+                                        }
+                                        var settled = true
+                                        for a in 0..<K {
+                                            for b in 0..<K {
+                                                let i = (p * S + a) * W + q * S + b
+                                                if i != best && hi[plane + i] > bestLower { settled = false }
+                                            }
+                                        }
+                                        if v > 0 || settled {
+                                            dx[outPlane + best] += v
+                                            if S < K {
+                                                // overlapping windows sum their coefficients
+                                                let m = max(abs(lo[plane + best]), abs(hi[plane + best]))
+                                                e += Double(K * K) * 0x1p-23 * abs(Double(v)) * Double(m)
+                                            }
+                                        } else {
+                                            c += Double(v) * Double(maxUpper)
+                                            a += abs(Double(v) * Double(maxUpper))
+                                        }
+                                    }
+                                }
+                            }
+                            constant[row] += c
+                            size[row] += a
+                            slack[row] += e
+                        }
+                    }
+                }
+            }
+        }
+        return out
+    }
+}

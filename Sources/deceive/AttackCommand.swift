@@ -19,6 +19,9 @@ struct AttackOptions: ParsableArguments {
     @Option(help: "Restarts (PGD, APGD).")
     var restarts: Int?
 
+    @Option(help: "Queries per image, everything included (hopskipjump, boundary; default 10000).")
+    var maxQueries: Int?
+
     @Flag(help: "Targeted attack; the target is given by --target.")
     var targeted = false
 
@@ -64,13 +67,16 @@ struct AttackOptions: ParsableArguments {
     func settings(_ method: AttackMethod, epsilon: Float?) throws -> AttackSettings {
         if let steps, steps < 1 { throw ValidationError("--steps must be at least 1, got \(steps)") }
         if let restarts, restarts < 1 { throw ValidationError("--restarts must be at least 1, got \(restarts)") }
+        if let maxQueries, maxQueries < 1 {
+            throw ValidationError("--max-queries must be at least 1, got \(maxQueries)")
+        }
         if let stepSize, !(stepSize.isFinite && stepSize > 0) {
             throw ValidationError("--step-size must be a positive number, got \(stepSize)")
         }
         let settings = AttackSettings(
             method: method,
             parameters: AttackParameters(
-                epsilon: epsilon, steps: steps, stepSize: stepSize, restarts: restarts),
+                epsilon: epsilon, steps: steps, stepSize: stepSize, restarts: restarts, maxQueries: maxQueries),
             goal: try goal(), seed: seed)
         do throws(ExperimentError) {
             _ = try settings.attack()

@@ -10,13 +10,13 @@ struct AttackOptions: ParsableArguments {
     @Option(help: ArgumentHelp("Budget ε (fixed-budget attacks), in the attack's norm.", valueName: "eps"))
     var eps: String?
 
-    @Option(help: "Iterations (for square: the query budget).")
+    @Option(help: "Iterations (square: the query budget; universal: passes over the training digits).")
     var steps: Int?
 
     @Option(help: "Step size.")
     var stepSize: Float?
 
-    @Option(help: "Restarts (PGD, APGD).")
+    @Option(help: "Restarts (PGD, APGD; universal: attempts, the best kept).")
     var restarts: Int?
 
     @Option(help: "Queries per image, everything included (hopskipjump, boundary; default 10000).")
@@ -93,6 +93,33 @@ struct AttackOptions: ParsableArguments {
 }
 
 extension AttackMethod: ExpressibleByArgument {}
+extension UniversalPerturbation.Update: ExpressibleByArgument {}
+
+/// What `deceive attack --method` names: an attack of the registry, or a universal
+/// perturbation (learned on training digits, so not a registry attack).
+enum AttackChoice: ExpressibleByArgument, Equatable {
+    case attack(AttackMethod)
+    case universal(Norm)
+
+    init?(argument: String) {
+        switch argument {
+        case "universal": self = .universal(.linf)
+        case "universal-l2": self = .universal(.l2)
+        default:
+            guard let method = AttackMethod(rawValue: argument) else { return nil }
+            self = .attack(method)
+        }
+    }
+
+    static var allValueStrings: [String] { AttackMethod.allCases.map(\.rawValue) + ["universal", "universal-l2"] }
+
+    var name: String {
+        switch self {
+        case .attack(let method): return method.rawValue
+        case .universal(let norm): return norm == .linf ? "universal" : "universal-l2"
+        }
+    }
+}
 
 /// `deceive attack`.
 struct AttackCommand: ParsableCommand {
@@ -101,18 +128,30 @@ struct AttackCommand: ParsableCommand {
         discussion: """
             Runs on the first --count test images, correct and incorrect ones, in batches. Reports clean and robust \
             accuracy, the success rate among originally correct images, the norms of successful perturbations, \
-            iterations or queries, and time.
+            iterations or queries, and time. hopskipjump, hopskipjump-linf and boundary read only the predicted \
+            label, within --max-queries per image. universal and universal-l2 learn one perturbation on the first \
+            --train-count training digits and add it to the test digits, reporting the fooling rate.
             """)
 
     @OptionGroup var source: ModelOptions
 
-    @Option(help: "fgsm, bim, pgd, pgd-l2, mifgsm, apgd-ce, apgd-dlr, cw, deepfool, jsma or square.")
-    var method: AttackMethod
+    @Option(
+        help: """
+            fgsm, bim, pgd, pgd-l2, mifgsm, apgd-ce, apgd-dlr, cw, deepfool, jsma, square, hopskipjump, \
+            hopskipjump-linf, boundary, universal or universal-l2.
+            """)
+    var method: AttackChoice
 
     @OptionGroup var options: AttackOptions
 
     @Option(help: "How many test images to attack (the first N).")
     var count: Int = 1000
+
+    @Option(help: "universal: learn on the first N training digits (default 10000).")
+    var trainCount: Int?
+
+    @Option(help: "universal: sgd (signed gradient ascent, default) or deepfool (the original algorithm).")
+    var universalUpdate: UniversalPerturbation.Update?
 
     @OptionGroup var data: DataOptions
 
@@ -126,16 +165,54 @@ struct AttackCommand: ParsableCommand {
         try options.validateShared()
         guard count >= 1 else { throw ValidationError("--count must be at least 1, got \(count)") }
         if let epsilons = try options.epsilons(), epsilons.count > 1 {
-            throw ValidationError("attack takes one --eps; for a curve use evaluate --attack \(method.rawValue) --eps \(options.eps ?? "")")
+            throw ValidationError(
+                "attack takes one --eps; for a curve use evaluate --attack \(method.name) --eps \(options.eps ?? "")")
         }
-        _ = try options.settings(method, epsilon: try options.epsilons()?.first)
+        switch method {
+        case .attack(let attack):
+            if trainCount != nil || universalUpdate != nil {
+                throw ValidationError("--train-count and --universal-update are for --method universal and universal-l2")
+            }
+            _ = try options.settings(attack, epsilon: try options.epsilons()?.first)
+        case .universal(let norm):
+            _ = try universal(norm)
+        }
+    }
+
+    /// The universal perturbation the options describe, checked.
+    func universal(_ norm: Norm) throws -> UniversalPerturbation {
+        let name = method.name
+        if options.targeted || options.confidence != nil {
+            throw ValidationError("--method \(name) is untargeted: it learns to change the predicted class")
+        }
+        if options.maxQueries != nil {
+            throw ValidationError("--method \(name) takes no --max-queries: it learns from gradients")
+        }
+        if let trainCount, trainCount < 1 {
+            throw ValidationError("--train-count must be at least 1, got \(trainCount)")
+        }
+        if let steps = options.steps, steps < 1 { throw ValidationError("--steps must be at least 1, got \(steps)") }
+        let epsilon = try options.epsilons()?.first
+        do throws(AdversarialError) {
+            return try UniversalPerturbation(
+                norm: norm, epsilon: epsilon,
+                epochs: options.steps ?? 5, stepSize: options.stepSize, restarts: options.restarts ?? 3,
+                update: universalUpdate ?? .sgd)
+        } catch {
+            throw ValidationError("--method \(name): \(error.description)")
+        }
     }
 
     func run() throws {
-        try runReportingErrors { try attackTestImages() }
+        try runReportingErrors {
+            switch method {
+            case .attack(let attack): try attackTestImages(attack)
+            case .universal(let norm): try universalPerturbation(norm)
+            }
+        }
     }
 
-    private func attackTestImages() throws {
+    private func attackTestImages(_ method: AttackMethod) throws {
         let checkpoint = try source.load()
         let settings = try options.settings(method, epsilon: try options.epsilons()?.first)
         let test = try data.store.load(log: { printError($0) }).test.prefix(count)
@@ -154,6 +231,40 @@ struct AttackCommand: ParsableCommand {
         }
         printAttackReport(run.report, epsilon: run.epsilon)
         if let output { print("wrote \(output)/adversarial.safetensors and \(output)/gallery.png") }
+    }
+
+    private func universalPerturbation(_ norm: Norm) throws {
+        let checkpoint = try source.load()
+        let universal = try universal(norm)
+        let dataset = try data.store.load(log: { printError($0) })
+        let training = dataset.train.prefix(trainCount ?? 10_000)
+        let test = dataset.test.prefix(count)
+        if let output { try prepareOutputDirectory(URL(fileURLWithPath: output)) }
+        var bar = ProgressBar()
+        let run = try UniversalRun.run(
+            universal, model: checkpoint.model, training: (training.allImages, training.labels),
+            images: test.allImages, labels: test.labels, seed: options.seed,
+            observer: { step in
+                bar.draw("learning", done: step.step, of: step.steps, detail: "steps")
+                return .proceed
+            })
+        bar.clear()
+        if let output {
+            try run.write(to: URL(fileURLWithPath: output), model: checkpoint.model, command: commandLine)
+        }
+        if json {
+            print(jsonText(run.summary))
+            return
+        }
+        print(
+            "\(method.name) perturbation (\(universal.update.rawValue)) learned on \(run.trainingImages) training images"
+                + String(format: " in %d steps, %.2f s", run.learning.steps, run.learningSeconds))
+        print("  fooling rate on training images  \(percent(run.learning.trainingFoolingRate))")
+        print("  fooling rate on test images      \(percent(run.foolingRate)) of correctly classified images")
+        printAttackReport(run.attack.report, epsilon: run.attack.epsilon)
+        if let output {
+            print("wrote \(output)/adversarial.safetensors, \(output)/gallery.png and \(output)/perturbation.png")
+        }
     }
 }
 

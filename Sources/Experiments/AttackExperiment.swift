@@ -25,10 +25,13 @@ public struct AttackSettings: Sendable, Equatable {
     }
 
     /// The attack, its parameters checked (an invalid one is an
-    /// ``ExperimentError/Kind/invalidInput`` saying which parameter does not apply).
+    /// ``ExperimentError/Kind/invalidInput`` saying which parameter does not apply), and
+    /// for a decision-based attack also the goal (labels alone cannot aim for a confidence).
     public func attack() throws(ExperimentError) -> any Attack {
         do throws(AdversarialError) {
-            return try method.make(parameters)
+            let attack = try method.make(parameters)
+            try (attack as? any DecisionBasedAttack)?.check(goal)
+            return attack
         } catch {
             throw .invalid(error.description)
         }

@@ -79,10 +79,9 @@ public protocol DecisionBasedAttack: MinimizationAttack {
 }
 
 extension DecisionBasedAttack {
-    public func run(
-        model: Model, images: Tensor, labels: [Int], goal: AttackGoal, seed: UInt64, observer: StepObserver?
-    ) throws(AdversarialError) -> AttackResult {
-        try validateAttackInput(model: model, images: images, labels: labels, goal: goal)
+    /// Throws unless labels alone can pursue `goal`: misclassification, untargeted or a
+    /// digit or random target.
+    public func check(_ goal: AttackGoal) throws(AdversarialError) {
         guard goal.criterion == .misclassification else {
             throw AdversarialError(
                 "\(name) reads only the predicted label and cannot aim for a confidence; use square or cw")
@@ -95,6 +94,13 @@ extension DecisionBasedAttack {
         case .untargeted, .fixed, .random:
             break
         }
+    }
+
+    public func run(
+        model: Model, images: Tensor, labels: [Int], goal: AttackGoal, seed: UInt64, observer: StepObserver?
+    ) throws(AdversarialError) -> AttackResult {
+        try validateAttackInput(model: model, images: images, labels: labels, goal: goal)
+        try check(goal)
         let targets = goal.mode.targets(for: images, labels: labels, model: model, seed: seed)
         let classes = model.classCount
         // The observer sees the model's probability of each item's class, as for every

@@ -222,15 +222,29 @@ struct AttackCommand: ParsableCommand {
             settings, model: checkpoint.model, images: test.allImages, labels: test.labels,
             progress: { bar.draw(method.rawValue, done: $0, of: test.count, detail: "images") })
         bar.clear()
-        if let output {
-            try run.write(to: URL(fileURLWithPath: output), model: checkpoint.model, command: commandLine)
+        try deliver(
+            write: { try run.write(to: $0, model: checkpoint.model, command: commandLine) },
+            json: { jsonText(run.report) }, files: ["adversarial.safetensors", "gallery.png"]
+        ) {
+            printAttackReport(run.report, epsilon: run.epsilon)
         }
+    }
+
+    /// Writes the outputs into --output when it is given, then prints the JSON or the text
+    /// and the files written.
+    private func deliver(
+        write: (URL) throws -> Void, json text: () -> String, files: [String], print report: () -> Void
+    ) throws {
+        if let output { try write(URL(fileURLWithPath: output)) }
         if json {
-            print(jsonText(run.report))
+            print(text())
             return
         }
-        printAttackReport(run.report, epsilon: run.epsilon)
-        if let output { print("wrote \(output)/adversarial.safetensors and \(output)/gallery.png") }
+        report()
+        if let output {
+            let paths = files.map { "\(output)/\($0)" }
+            print("wrote " + paths.dropLast().joined(separator: ", ") + " and " + paths.last!)
+        }
     }
 
     private func universalPerturbation(_ norm: Norm) throws {
@@ -249,21 +263,16 @@ struct AttackCommand: ParsableCommand {
                 return .proceed
             })
         bar.clear()
-        if let output {
-            try run.write(to: URL(fileURLWithPath: output), model: checkpoint.model, command: commandLine)
-        }
-        if json {
-            print(jsonText(run.summary))
-            return
-        }
-        print(
-            "\(method.name) perturbation (\(universal.update.rawValue)) learned on \(run.trainingImages) training images"
-                + String(format: " in %d steps, %.2f s", run.learning.steps, run.learningSeconds))
-        print("  fooling rate on training images  \(percent(run.learning.trainingFoolingRate))")
-        print("  fooling rate on test images      \(percent(run.foolingRate)) of correctly classified images")
-        printAttackReport(run.attack.report, epsilon: run.attack.epsilon)
-        if let output {
-            print("wrote \(output)/adversarial.safetensors, \(output)/gallery.png and \(output)/perturbation.png")
+        try deliver(
+            write: { try run.write(to: $0, model: checkpoint.model, command: commandLine) },
+            json: { jsonText(run.summary) }, files: ["adversarial.safetensors", "gallery.png", "perturbation.png"]
+        ) {
+            print(
+                "\(method.name) perturbation (\(universal.update.rawValue)) learned on \(run.trainingImages) "
+                    + String(format: "training images in %d steps, %.2f s", run.learning.steps, run.learningSeconds))
+            print("  fooling rate on training images  \(percent(run.learning.trainingFoolingRate))")
+            print("  fooling rate on test images      \(percent(run.foolingRate)) of correctly classified images")
+            printAttackReport(run.attack.report, epsilon: run.attack.epsilon)
         }
     }
 }

@@ -60,20 +60,16 @@ public struct BoundaryAttack: DecisionBasedAttack {
         self.stepAdaptation = stepAdaptation
     }
 
-    /// One image being attacked.
+    /// One image being attacked, with its step sizes and statistics.
     struct Track {
-        let item: Int
-        let original: [Float]
-        /// The closest adversarial found.
-        var current: [Float]
-        var distance: Float
+        /// Its current point is the closest adversarial found.
+        var image: LabelOnlyImage
         var sphericalStep: Float
         var sourceStep: Float
         /// The last answers about spherical candidates (at most 100) and proposals (at most 30).
         var sphericalAnswers: [Bool] = []
         var proposalAnswers: [Bool] = []
         var generator: SplitMix64
-        var done = false
 
         /// The fraction of adversarial answers, once `answers` holds `count` of them.
         static func rate(_ answers: [Bool], full count: Int) -> Float? {
@@ -85,70 +81,50 @@ public struct BoundaryAttack: DecisionBasedAttack {
         oracle: some LabelOracle, images: Tensor, labels: [Int], targets: [Int]?, seed: UInt64,
         observer: StepObserver?
     ) throws(AdversarialError) -> LabelOnlyResult {
-        var run = try LabelOnlyRun(oracle: oracle, images: images, labels: labels, targets: targets, budget: maxQueries)
-        var control = StepControl(observer)
-        var iterations = [Int](repeating: 0, count: labels.count)
-        let items = run.unfinished
-        let pixels = run.size
-        let starts = run.startingPoints(for: items, seed: seed)
-        var tracks: [Track] = zip(items, starts).compactMap { item, start in
-            start.map { start in
-                let original = run.original(item)
-                return Track(
-                    item: item, original: original, current: start,
-                    distance: Norm.l2.distance(start[...], original[...]), sphericalStep: sphericalStep,
-                    sourceStep: sourceStep, generator: SplitMix64(seed: seed, stream: 0xB0, UInt64(item)))
-            }
+        var run = try LabelOnlyRun(
+            oracle: oracle, images: images, labels: labels, targets: targets, budget: maxQueries, observer: observer)
+        var tracks = run.startImages(seed: seed, norm: .l2).map { image in
+            Track(
+                image: image, sphericalStep: sphericalStep, sourceStep: sourceStep,
+                generator: SplitMix64(seed: seed, stream: 0xB0, UInt64(image.item)))
         }
-        let startPoints = Dictionary(uniqueKeysWithValues: tracks.map { ($0.item, $0.current) })
         // Every step costs at least one query on top of the clean check.
         let steps = min(maxSteps ?? .max, max(maxQueries - LabelOnlyBudget.reserve - 1, 1))
 
         for step in 1...steps {
             let checking = step % Self.statisticsEvery == 0
-            for index in tracks.indices where !tracks[index].done {
+            for index in tracks.indices where !tracks[index].image.done {
                 let track = tracks[index]
-                if track.sourceStep < Self.convergence || run.spendable(track.item) < (checking ? 2 : 1) {
-                    tracks[index].done = true
+                if track.sourceStep < Self.convergence || run.spendable(track.image.item) < (checking ? 2 : 1) {
+                    tracks[index].image.done = true
                 }
             }
-            let active = tracks.indices.filter { !tracks[$0].done }
+            let active = tracks.indices.filter { !tracks[$0].image.done }
             if active.isEmpty { break }
             let proposals = active.map { propose(&tracks[$0]) }
-            let owners = active.map { tracks[$0].item }
+            let owners = active.map { tracks[$0].image.item }
             let adversarial = run.ask(proposals.map(\.candidate), owners: owners)
             let sphericalAdversarial = checking ? run.ask(proposals.map(\.spherical), owners: owners) : []
             for (k, index) in active.enumerated() {
-                let distance = Norm.l2.distance(proposals[k].candidate[...], tracks[index].original[...])
-                if adversarial[k] && distance < tracks[index].distance {
-                    tracks[index].current = proposals[k].candidate
-                    tracks[index].distance = distance
+                let distance = Norm.l2.distance(proposals[k].candidate[...], tracks[index].image.original[...])
+                if adversarial[k] && distance < tracks[index].image.distance {
+                    tracks[index].image.current = proposals[k].candidate
+                    tracks[index].image.distance = distance
                 }
                 if checking { adapt(&tracks[index], spherical: sphericalAdversarial[k], proposal: adversarial[k]) }
-                iterations[tracks[index].item] = step
             }
-            let stop = control.shouldStop(
-                after: OptimizationStep(
-                    step: step, steps: steps, attempt: 0, items: owners,
-                    images: Tensor(
-                        shape: [active.count] + Array(images.shape.dropFirst()),
-                        scalars: Array(active.map { tracks[$0].current }.joined())),
-                    probabilities: []))
-            if stop { break }
+            if run.endStep(step, of: steps, active.map { tracks[$0].image }) { break }
         }
-        var adversarial = images
-        for track in tracks {
-            adversarial.scalars.replaceSubrange(track.item * pixels..<(track.item + 1) * pixels, with: track.current)
-        }
-        return run.finish(adversarial, starts: startPoints, iterations: iterations, stopped: control.stopped)
+        return run.finish(tracks.map(\.image))
     }
 
     /// One proposal (Foolbox 3's `draw_proposals`): the spherical candidate, and the
     /// candidate after the step towards the original; both clipped to [0, 1].
     private func propose(_ track: inout Track) -> (candidate: [Float], spherical: [Float]) {
-        let pixels = track.original.count
+        let original = track.image.original
+        let pixels = original.count
         // source = original − current, its norm, and its unit direction.
-        let source = zip(track.original, track.current).map { $0 - $1 }
+        let source = zip(original, track.image.current).map { $0 - $1 }
         let sourceNorm = max(source.reduce(0) { $0 + $1 * $1 }.squareRoot(), 1e-12)
         var eta = track.generator.gaussians(pixels)
         // Orthogonal to the source direction, then scaled to sphericalStep · ‖source‖.
@@ -159,10 +135,10 @@ public struct BoundaryAttack: DecisionBasedAttack {
         // Back onto the sphere of radius ‖source‖ around the original (Pythagoras).
         let sphere = (track.sphericalStep * track.sphericalStep + 1).squareRoot()
         let spherical = (0..<pixels).map { index in
-            min(max(track.original[index] + (scale * eta[index] - source[index]) / sphere, 0), 1)
+            min(max(original[index] + (scale * eta[index] - source[index]) / sphere, 0), 1)
         }
         // The step towards the original, corrected for the clipping's distance off the sphere.
-        let towards = zip(track.original, spherical).map { $0 - $1 }
+        let towards = zip(original, spherical).map { $0 - $1 }
         let towardsNorm = max(towards.reduce(0) { $0 + $1 * $1 }.squareRoot(), 1e-12)
         let length = max(track.sourceStep * sourceNorm + towardsNorm - sourceNorm, 0) / towardsNorm
         let candidate = zip(spherical, towards).map { min(max($0 + length * $1, 0), 1) }

@@ -140,6 +140,20 @@ enum LabelOnlyBudget {
     static let minimum = 20
 }
 
+/// One image a decision-based attack is shrinking the perturbation of.
+struct LabelOnlyImage {
+    let item: Int
+    let original: [Float]
+    /// Where it started: adversarial, far from the boundary (the final check's fallback).
+    let start: [Float]
+    /// The current point: adversarial when last asked.
+    var current: [Float]
+    /// ‖current − original‖ in the attack's norm.
+    var distance: Float
+    /// Whether the attack is done with it (its budget spent, or converged).
+    var done = false
+}
+
 /// One run of a decision-based attack on a batch: the oracle, the per-image query
 /// counts and budget, and the steps every such attack takes (the clean check, starting
 /// points, binary searches towards the original, the final check).
@@ -156,10 +170,14 @@ struct LabelOnlyRun<Oracle: LabelOracle> {
     private(set) var queries: [Int]
     /// The oracle's answers for the clean images (the clean check, one query each).
     let cleanAnswers: [Int]
+    /// Iterations per image so far.
+    var iterations: [Int]
+    /// The observer, and whether it (or the task) stopped the run.
+    private(set) var control: StepControl
 
     /// Checks the input and asks the oracle about the clean images.
     init(
-        oracle: Oracle, images: Tensor, labels: [Int], targets: [Int]?, budget: Int
+        oracle: Oracle, images: Tensor, labels: [Int], targets: [Int]?, budget: Int, observer: StepObserver?
     ) throws(AdversarialError) {
         try validateAttackInput(
             inputShape: oracle.inputShape, classCount: oracle.classCount, images: images, labels: labels,
@@ -180,6 +198,8 @@ struct LabelOnlyRun<Oracle: LabelOracle> {
         self.budget = budget
         size = images.itemCount
         queries = Array(repeating: labels.isEmpty ? 0 : 1, count: labels.count)
+        iterations = Array(repeating: 0, count: labels.count)
+        control = StepControl(observer)
         cleanAnswers = labels.isEmpty ? [] : oracle.labels(images)
     }
 
@@ -260,6 +280,31 @@ struct LabelOnlyRun<Oracle: LabelOracle> {
         return starts
     }
 
+    /// The images to attack (``unfinished``) that have a starting point
+    /// (``startingPoints(for:seed:noiseTries:)``), with their distances in `norm`.
+    mutating func startImages(seed: UInt64, norm: Norm) -> [LabelOnlyImage] {
+        let items = unfinished
+        return zip(items, startingPoints(for: items, seed: seed)).compactMap { item, start in
+            start.map { start in
+                let original = original(item)
+                return LabelOnlyImage(
+                    item: item, original: original, start: start, current: start,
+                    distance: norm.distance(start[...], original[...]))
+            }
+        }
+    }
+
+    /// Ends step `step` of `images` (those still running): counts it as their iteration and
+    /// reports it with their current points; true when the run must stop.
+    mutating func endStep(_ step: Int, of steps: Int, _ images: [LabelOnlyImage]) -> Bool {
+        for image in images { iterations[image.item] = step }
+        let shape = [images.count] + Array(self.images.shape.dropFirst())
+        return control.shouldStop(
+            after: OptimizationStep(
+                step: step, steps: steps, attempt: 0, items: images.map(\.item),
+                images: Tensor(shape: shape, scalars: Array(images.map(\.current).joined())), probabilities: []))
+    }
+
     /// Binary search on each path `point(index, α)` from the original (α = 0, not
     /// adversarial) to a point known adversarial (α = `high[index]`), until the bracket is
     /// within `tolerance[index]`, its budget is spent, or the midpoint no longer moves.
@@ -288,15 +333,17 @@ struct LabelOnlyRun<Oracle: LabelOracle> {
         return items.indices.map { point($0, high[$0]) }
     }
 
-    /// The final check: every image of the batch in one query, as the caller will classify
-    /// them (the same batch, so the same answers). These attacks end right at the decision
+    /// The final check of the batch with `attacked` at their current points: every image in
+    /// one query, as the caller will classify them (the same batch, so the same answers). These attacks end right at the decision
     /// boundary, where a logit can move in its last bits between batch sizes; an image that
     /// lost its label so is moved a little towards its start point (1%, then 10%, then all
     /// the way) and the batch checked again, at most ``LabelOnlyBudget/repairRounds`` times.
-    mutating func finish(
-        _ adversarial: Tensor, starts: [Int: [Float]], iterations: [Int], stopped: Bool
-    ) -> LabelOnlyResult {
-        var adversarial = adversarial
+    mutating func finish(_ attacked: [LabelOnlyImage]) -> LabelOnlyResult {
+        var adversarial = images
+        for image in attacked {
+            adversarial.scalars.replaceSubrange(image.item * size..<(image.item + 1) * size, with: image.current)
+        }
+        let starts = Dictionary(uniqueKeysWithValues: attacked.map { ($0.item, $0.start) })
         var success = [Bool](repeating: false, count: labels.count)
         let everyone = Array(labels.indices)
         for round in 0...LabelOnlyBudget.repairRounds where !labels.isEmpty {
@@ -312,7 +359,7 @@ struct LabelOnlyRun<Oracle: LabelOracle> {
         }
         return LabelOnlyResult(
             adversarial: adversarial, success: success, iterations: iterations, queries: queries,
-            stopped: stopped)
+            stopped: control.stopped)
     }
 }
 

@@ -63,17 +63,6 @@ public struct HopSkipJump: DecisionBasedAttack {
         self.gamma = gamma
     }
 
-    /// One image being attacked.
-    struct Track {
-        let item: Int
-        let original: [Float]
-        /// The current point: adversarial when last asked, on the boundary after each search.
-        var current: [Float]
-        /// ‖current − original‖ in the attack's norm.
-        var distance: Float
-        var done = false
-    }
-
     /// The fewest probes an iteration is worth.
     static var minimumEvaluations: Int { 10 }
 
@@ -113,16 +102,10 @@ public struct HopSkipJump: DecisionBasedAttack {
         oracle: some LabelOracle, images: Tensor, labels: [Int], targets: [Int]?, seed: UInt64,
         observer: StepObserver?
     ) throws(AdversarialError) -> LabelOnlyResult {
-        var run = try LabelOnlyRun(oracle: oracle, images: images, labels: labels, targets: targets, budget: maxQueries)
-        var control = StepControl(observer)
-        var iterations = [Int](repeating: 0, count: labels.count)
-        let items = run.unfinished
+        var run = try LabelOnlyRun(
+            oracle: oracle, images: images, labels: labels, targets: targets, budget: maxQueries, observer: observer)
         let pixels = run.size
-        let starts = run.startingPoints(for: items, seed: seed)
-        var tracks: [Track] = zip(items, starts).compactMap { item, start in
-            start.map { Track(item: item, original: run.original(item), current: $0, distance: 0) }
-        }
-        let startPoints = Dictionary(uniqueKeysWithValues: tracks.map { ($0.item, $0.current) })
+        var tracks = run.startImages(seed: seed, norm: norm)
         backToBoundary(&tracks, indices: Array(tracks.indices), run: &run)
         let steps = iterationBudget(pixels: pixels)
 
@@ -147,27 +130,15 @@ public struct HopSkipJump: DecisionBasedAttack {
             let moved = stepAlong(
                 directions, tracks: &tracks, active: active, iteration: iteration, run: &run)
             backToBoundary(&tracks, indices: moved, run: &run)
-            for index in active { iterations[tracks[index].item] = iteration }
-            let stop = control.shouldStop(
-                after: OptimizationStep(
-                    step: iteration, steps: steps, attempt: 0, items: active.map { tracks[$0].item },
-                    images: Tensor(
-                        shape: [active.count] + Array(images.shape.dropFirst()),
-                        scalars: Array(active.map { tracks[$0].current }.joined())),
-                    probabilities: []))
-            if stop { break }
+            if run.endStep(iteration, of: steps, active.map { tracks[$0] }) { break }
         }
-        var adversarial = images
-        for track in tracks {
-            adversarial.scalars.replaceSubrange(track.item * pixels..<(track.item + 1) * pixels, with: track.current)
-        }
-        return run.finish(adversarial, starts: startPoints, iterations: iterations, stopped: control.stopped)
+        return run.finish(tracks)
     }
 
     /// Step 1: the estimated boundary normal (unit L2 norm) at each active image's current
     /// point, from `probes[k]` sign queries at radius `deltas[k]`.
     private func estimateDirections(
-        _ tracks: [Track], active: [Int], probes: [Int], deltas: [Float], iteration: Int, seed: UInt64,
+        _ tracks: [LabelOnlyImage], active: [Int], probes: [Int], deltas: [Float], iteration: Int, seed: UInt64,
         run: inout LabelOnlyRun<some LabelOracle>
     ) -> [[Float]] {
         let pixels = run.size
@@ -225,7 +196,7 @@ public struct HopSkipJump: DecisionBasedAttack {
 
     /// Step 2: the geometric step-size search. Returns the indices of the tracks that moved.
     private func stepAlong(
-        _ directions: [[Float]], tracks: inout [Track], active: [Int], iteration: Int,
+        _ directions: [[Float]], tracks: inout [LabelOnlyImage], active: [Int], iteration: Int,
         run: inout LabelOnlyRun<some LabelOracle>
     ) -> [Int] {
         var stepSizes = active.map { tracks[$0].distance / Float(iteration).squareRoot() }
@@ -255,7 +226,7 @@ public struct HopSkipJump: DecisionBasedAttack {
 
     /// Step 3: binary search from each track's current point back to the boundary.
     private func backToBoundary(
-        _ tracks: inout [Track], indices: [Int], run: inout LabelOnlyRun<some LabelOracle>
+        _ tracks: inout [LabelOnlyImage], indices: [Int], run: inout LabelOnlyRun<some LabelOracle>
     ) {
         let theta = theta(pixels: run.size)
         let originals = indices.map { tracks[$0].original }

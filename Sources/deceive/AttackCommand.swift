@@ -135,11 +135,7 @@ struct AttackCommand: ParsableCommand {
 
     @OptionGroup var source: ModelOptions
 
-    @Option(
-        help: """
-            fgsm, bim, pgd, pgd-l2, mifgsm, apgd-ce, apgd-dlr, cw, deepfool, jsma, square, hopskipjump, \
-            hopskipjump-linf, boundary, universal or universal-l2.
-            """)
+    @Option(help: "The attack.")
     var method: AttackChoice
 
     @OptionGroup var options: AttackOptions

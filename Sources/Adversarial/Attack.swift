@@ -188,33 +188,50 @@ public enum Norm: String, Sendable, CaseIterable {
         precondition(a.shape == b.shape, "shapes differ")
         let size = a.itemCount
         return (0..<a.batchSize).map { row in
-            var result: Float = 0
-            for index in row * size..<(row + 1) * size {
-                let d = abs(a.scalars[index] - b.scalars[index])
-                switch self {
-                case .l0: result += d > 0 ? 1 : 0
-                case .l2: result += d * d
-                case .linf: result = max(result, d)
-                }
-            }
-            return self == .l2 ? result.squareRoot() : result
+            distance(a.scalars[row * size..<(row + 1) * size], b.scalars[row * size..<(row + 1) * size])
         }
+    }
+
+    /// ‖a − b‖ of two equally long vectors (one image each), summed in the order
+    /// ``distances(_:_:)`` sums, so a bound checked on one holds for the other.
+    func distance(_ a: ArraySlice<Float>, _ b: ArraySlice<Float>) -> Float {
+        precondition(a.count == b.count, "lengths differ")
+        var result: Float = 0
+        for (x, y) in zip(a, b) {
+            let d = abs(x - y)
+            switch self {
+            case .l0: result += d > 0 ? 1 : 0
+            case .l2: result += d * d
+            case .linf: result = max(result, d)
+            }
+        }
+        return self == .l2 ? result.squareRoot() : result
     }
 }
 
 /// Checks shared by every attack's `run`: shapes, labels, finite pixels in [0, 1].
 public func validateAttackInput(model: Model, images: Tensor, labels: [Int], goal: AttackGoal) throws(AdversarialError) {
-    guard images.shape.count == 4, Array(images.shape.dropFirst()) == model.architecture.inputShape else {
-        throw AdversarialError("images must be [N] + \(model.architecture.inputShape), got \(images.shape)")
+    try validateAttackInput(
+        inputShape: model.architecture.inputShape, classCount: model.classCount, images: images, labels: labels,
+        goal: goal)
+}
+
+/// The same checks for a classifier known by its input shape and class count only (a
+/// ``LabelOracle``).
+func validateAttackInput(
+    inputShape: [Int], classCount: Int, images: Tensor, labels: [Int], goal: AttackGoal
+) throws(AdversarialError) {
+    guard images.shape.count == 4, Array(images.shape.dropFirst()) == inputShape else {
+        throw AdversarialError("images must be [N] + \(inputShape), got \(images.shape)")
     }
     guard images.batchSize == labels.count else {
         throw AdversarialError("\(images.batchSize) images but \(labels.count) labels")
     }
-    for label in labels where !(0..<model.classCount).contains(label) {
-        throw AdversarialError("label \(label) is not a class of this model (0–\(model.classCount - 1))")
+    for label in labels where !(0..<classCount).contains(label) {
+        throw AdversarialError("label \(label) is not a class of this model (0–\(classCount - 1))")
     }
-    if case .fixed(let target) = goal.mode, target >= model.classCount {
-        throw AdversarialError("target \(target) is not a class of this model (0–\(model.classCount - 1))")
+    if case .fixed(let target) = goal.mode, target >= classCount {
+        throw AdversarialError("target \(target) is not a class of this model (0–\(classCount - 1))")
     }
     guard images.scalars.allSatisfy({ $0.isFinite && $0 >= 0 && $0 <= 1 }) else {
         throw AdversarialError("images must have finite pixels in [0, 1]")

@@ -24,6 +24,8 @@ public struct OptimizationStep: Sendable {
     public var images: Tensor
     /// Per item, the model's probability of the class the run is about: the target's
     /// (fooling and targeted attacks, rising) or the label's (untargeted attacks, falling).
+    /// Empty when a decision-based attack runs on a ``LabelOracle`` alone: it has none (run
+    /// on a model, the caller's side fills them in for the observer).
     public var probabilities: [Float]
 
     /// Creates a step report.

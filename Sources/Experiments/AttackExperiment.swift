@@ -25,10 +25,13 @@ public struct AttackSettings: Sendable, Equatable {
     }
 
     /// The attack, its parameters checked (an invalid one is an
-    /// ``ExperimentError/Kind/invalidInput`` saying which parameter does not apply).
+    /// ``ExperimentError/Kind/invalidInput`` saying which parameter does not apply), and
+    /// for a decision-based attack also the goal (labels alone cannot aim for a confidence).
     public func attack() throws(ExperimentError) -> any Attack {
         do throws(AdversarialError) {
-            return try method.make(parameters)
+            let attack = try method.make(parameters)
+            try (attack as? any DecisionBasedAttack)?.check(goal)
+            return attack
         } catch {
             throw .invalid(error.description)
         }
@@ -173,17 +176,19 @@ public struct AttackRun: Sendable {
     }
 
     /// Writes `adversarial.safetensors` (`original`, `adversarial`, `labels`,
-    /// `predictions`, `success`; `command` in the metadata) and `gallery.png` (see
-    /// ``gallery(model:count:scale:)``) into `directory`, each atomically.
-    public func write(to directory: URL, model: Model, command: String) throws(ExperimentError) {
+    /// `predictions`, `success`, and any `extra` tensors; `command` in the metadata) and
+    /// `gallery.png` (see ``gallery(model:count:scale:)``) into `directory`, each atomically.
+    public func write(
+        to directory: URL, model: Model, command: String, extra: [String: Tensor] = [:]
+    ) throws(ExperimentError) {
+        let tensors: [String: Tensor] = [
+            "original": originals, "adversarial": result.adversarial,
+            "labels": Tensor(shape: [labels.count], scalars: labels.map(Float.init)),
+            "predictions": Tensor(shape: [labels.count], scalars: result.predictions.map(Float.init)),
+            "success": Tensor(shape: [labels.count], scalars: result.success.map { $0 ? 1 : 0 }),
+        ]
         let file = Safetensors(
-            tensors: [
-                "original": originals, "adversarial": result.adversarial,
-                "labels": Tensor(shape: [labels.count], scalars: labels.map(Float.init)),
-                "predictions": Tensor(shape: [labels.count], scalars: result.predictions.map(Float.init)),
-                "success": Tensor(shape: [labels.count], scalars: result.success.map { $0 ? 1 : 0 }),
-            ],
-            metadata: ["command": command])
+            tensors: tensors.merging(extra) { own, _ in own }, metadata: ["command": command])
         try Experiments.write(file, to: directory.appendingPathComponent("adversarial.safetensors"))
         try Experiments.write(
             try gallery(model: model).png(), to: directory.appendingPathComponent("gallery.png"))

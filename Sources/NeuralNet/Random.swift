@@ -35,11 +35,15 @@ public struct SplitMix64: RandomNumberGenerator, Sendable, Equatable {
     }
 
     /// A standard normal sample (Box–Muller).
-    public mutating func nextGaussian() -> Float {
+    public mutating func nextGaussian() -> Float { nextGaussianPair().0 }
+
+    /// Two independent standard normal samples from one Box–Muller draw (the first is
+    /// what ``nextGaussian()`` returns), for code that needs very many of them.
+    public mutating func nextGaussianPair() -> (Float, Float) {
         let u1 = Double(next() >> 11) * (1.0 / 9_007_199_254_740_992.0)
         let u2 = Double(next() >> 11) * (1.0 / 9_007_199_254_740_992.0)
         let radius = (-2 * log(max(u1, 1e-300))).squareRoot()
-        return Float(radius * cos(2 * Double.pi * u2))
+        return (Float(radius * cos(2 * Double.pi * u2)), Float(radius * sin(2 * Double.pi * u2)))
     }
 
     private static func mix(_ value: UInt64) -> UInt64 {

@@ -26,7 +26,10 @@ struct AttackMeasurement: Encodable {
     let images: Int
     let seconds: Double
     let imagesPerSecond: Double
+    let secondsPerImage: Double
     let successRate: Double
+    /// Universal perturbations: the part of `seconds` spent learning on training images.
+    let learningSeconds: Double?
 }
 
 struct KernelMeasurement: Encodable {
@@ -215,7 +218,9 @@ do {
 }
 
 // Every attack with its default parameters on real test digits of the shipped model
-// (minimisation attacks on fewer: Carlini–Wagner runs 500 Adam steps per image).
+// (some on fewer: Carlini–Wagner runs 500 Adam steps per image, the decision-based attacks
+// 10,000 queries per image), then a universal perturbation learned on 10,000 training
+// digits and added to the test digits.
 var attacks: [AttackMeasurement] = []
 let modelPath = value(of: "--model") ?? "models/mnist-cnn.safetensors"
 if value(of: "--skip-attacks") == nil, FileManager.default.fileExists(atPath: modelPath) {
@@ -223,23 +228,53 @@ if value(of: "--skip-attacks") == nil, FileManager.default.fileExists(atPath: mo
         let shipped = try Checkpoint.load(from: URL(fileURLWithPath: modelPath)).model
         let test = try DataStore(dataset: .mnist).load().test
         print("\nattacks on \(modelPath) (default parameters):")
+        /// Times `body`, which returns its success flags and, for a universal perturbation,
+        /// the seconds it spent learning (included in the time per image).
+        @MainActor func measure(_ name: String, count: Int, _ body: () throws -> ([Bool], Double?)) rethrows {
+            let clock = ContinuousClock()
+            let start = clock.now
+            let (success, learning) = try body()
+            let elapsed = (clock.now - start).seconds
+            let rate = Double(success.filter { $0 }.count) / Double(count)
+            attacks.append(
+                AttackMeasurement(
+                    attack: name, images: count, seconds: elapsed, imagesPerSecond: Double(count) / elapsed,
+                    secondsPerImage: elapsed / Double(count), successRate: rate, learningSeconds: learning))
+            print(
+                name.padding(toLength: 16, withPad: " ", startingAt: 0)
+                    + String(
+                        format: "%5d images  %7.2f s  %8.0f images/s  %8.4f s/image  success %.1f%%", count, elapsed,
+                        Double(count) / elapsed, elapsed / Double(count), 100 * rate)
+                    + (learning.map { String(format: "  (%.2f s learning)", $0) } ?? ""))
+        }
         for method in AttackMethod.allCases {
-            let count = method == .cw ? 200 : 1000
+            let count = method == .cw ? 200 : (method.isDecisionBased ? 20 : 1000)
             let images = test.images(0..<count)
             let labels = Array(test.labels[0..<count])
             let attack = try method.make(AttackParameters())
-            let clock = ContinuousClock()
-            let start = clock.now
-            let result = try runInBatches(attack, model: shipped, images: images, labels: labels, goal: .untargeted, seed: 1)
-            let elapsed = (clock.now - start).seconds
-            let success = Double(result.success.filter { $0 }.count) / Double(count)
-            attacks.append(
-                AttackMeasurement(
-                    attack: method.rawValue, images: count, seconds: elapsed, imagesPerSecond: Double(count) / elapsed,
-                    successRate: success))
-            print(
-                method.rawValue.padding(toLength: 16, withPad: " ", startingAt: 0)
-                    + String(format: "%5d images  %6.2f s  %8.0f images/s  success %.1f%%", count, elapsed, Double(count) / elapsed, 100 * success))
+            try measure(method.rawValue, count: count) {
+                let result = try runInBatches(
+                    attack, model: shipped, images: images, labels: labels, goal: .untargeted, seed: 1)
+                return (result.success, nil)
+            }
+        }
+        let train = try DataStore(dataset: .mnist).load().train
+        let images = test.images(0..<1000)
+        let labels = Array(test.labels[0..<1000])
+        for norm in [Norm.linf, .l2] {
+            let universal = try UniversalPerturbation(norm: norm)
+            try measure(norm == .linf ? "universal" : "universal-l2", count: 1000) {
+                let clock = ContinuousClock()
+                let start = clock.now
+                let learning = try universal.learn(
+                    model: shipped, images: train.images(0..<10_000), labels: Array(train.labels[0..<10_000]),
+                    seed: 1)
+                let learned = (clock.now - start).seconds
+                let attack = try UniversalAttack(
+                    perturbation: learning.perturbation, epsilon: universal.epsilon, norm: norm)
+                let result = try attack.run(model: shipped, images: images, labels: labels, goal: .untargeted, seed: 1)
+                return (result.success, learned)
+            }
         }
     } catch {
         fail("attacks: \(error)")

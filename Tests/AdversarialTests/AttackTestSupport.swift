@@ -22,6 +22,7 @@ func quickParameters(_ method: AttackMethod, epsilon: Float? = nil) -> AttackPar
     case .cw: return AttackParameters(steps: 100)
     case .deepfool, .jsma: return AttackParameters()
     case .square: return AttackParameters(epsilon: epsilon, steps: 500)
+    case .hopskipjump, .hopskipjumpLinf, .boundary: return AttackParameters(maxQueries: 500)
     }
 }
 
@@ -33,6 +34,8 @@ func targetedAttack(_ method: AttackMethod) throws -> any Attack {
     case .pgdL2: return try method.make(AttackParameters(epsilon: 3, steps: 40))
     case .bim, .mifgsm: return try method.make(AttackParameters(steps: 20))
     case .square: return try method.make(AttackParameters(steps: 1000))
+    // A target-class start makes every decision-based run succeed; a small budget suffices.
+    case .hopskipjump, .hopskipjumpLinf, .boundary: return try method.make(AttackParameters(maxQueries: 200))
     case .jsma: return try SaliencyMapAttack(gamma: 0.145)
     case .fgsm, .cw, .deepfool: return try method.make(quickParameters(method))
     }

@@ -40,6 +40,11 @@ import Testing
 
         let correct = labels.indices.filter { cleanCorrect[$0] }
         let fooled = correct.filter { result.success[$0] }
+        if let decision = attack as? any DecisionBasedAttack {
+            // Within the budget, everything counted; and an adversarial start for every digit.
+            #expect(result.queries.allSatisfy { $0 <= decision.maxQueries }, "\(method): \(result.queries.max()!)")
+            #expect(fooled.count == correct.count, "\(method): fooled \(fooled.count)/\(correct.count)")
+        }
         if method.isFixedBudget {
             let robustAccuracy = Double(zip(predictions, labels).filter { $0 == $1 }.count) / 100
             #expect(robustAccuracy < 0.3, "\(method): robust accuracy \(robustAccuracy)")
@@ -77,6 +82,13 @@ import Testing
         let images = attackSet.images.batch(0..<count)
         let labels = Array(attackSet.labels.prefix(count))
         let goal = try AttackGoal(mode: mode)
+        if method.isDecisionBased && mode == .leastLikely {
+            // The least likely class needs the model's scores, which these attacks never see.
+            #expect(throws: AdversarialError.self) {
+                try targetedAttack(method).run(model: smallModel, images: images, labels: labels, goal: goal, seed: 5)
+            }
+            return
+        }
         let result = try targetedAttack(method).run(
             model: smallModel, images: images, labels: labels, goal: goal, seed: 5)
         let targets = try #require(result.targets)
@@ -92,7 +104,10 @@ import Testing
         // One FGSM step rarely lands on a chosen class; every other attack should, though
         // the least likely class of this small model is far away even at ε = 0.3 (PGD-100
         // and APGD reach it for under 60% of images).
-        if method != .fgsm {
+        if method.isDecisionBased {
+            // They start from a digit of the target class and never leave its region.
+            #expect(reached == attackable.count, "\(method) \(mode): \(reached)/\(attackable.count)")
+        } else if method != .fgsm {
             let required = mode == .leastLikely ? 0.05 : 0.5
             #expect(
                 Double(reached) >= required * Double(attackable.count),
@@ -264,6 +279,34 @@ import Testing
         #expect(throws: AdversarialError.self) { try SaliencyMapAttack(gamma: .infinity) }
         #expect(throws: AdversarialError.self) { try SquareAttack(queries: 0) }
         #expect(throws: AdversarialError.self) { try SquareAttack(initialFraction: 1.5) }
+        #expect(throws: AdversarialError("query budget must be at least 20, got 19")) {
+            try HopSkipJump(maxQueries: 19)
+        }
+        #expect(throws: AdversarialError.self) { try HopSkipJump(norm: .l0) }
+        #expect(throws: AdversarialError.self) { try HopSkipJump(maxIterations: 0) }
+        #expect(throws: AdversarialError.self) { try HopSkipJump(initialEvaluations: 100, maxEvaluations: 50) }
+        #expect(throws: AdversarialError.self) { try BoundaryAttack(maxQueries: 0) }
+        #expect(throws: AdversarialError.self) { try BoundaryAttack(sphericalStep: 0) }
+        #expect(throws: AdversarialError.self) { try BoundaryAttack(stepAdaptation: 1) }
+        #expect(throws: AdversarialError.self) { try UniversalPerturbation(epsilon: 1.5) }
+        #expect(throws: AdversarialError.self) { try UniversalPerturbation(norm: .l0, epsilon: 1) }
+        #expect(throws: AdversarialError.self) { try UniversalPerturbation(epsilon: 0.3, restarts: 0) }
+        #expect(
+            throws: AdversarialError(
+                "pgd takes no query budget: only hopskipjump and boundary count queries against one")
+        ) {
+            try AttackMethod.pgd.make(AttackParameters(maxQueries: 100))
+        }
+        #expect(throws: AdversarialError.self) {
+            try AttackMethod.hopskipjump.make(AttackParameters(stepSize: 0.1))
+        }
+        // Labels alone cannot aim for a confidence.
+        let (images, labels) = (attackSet.images.batch(0..<2), Array(attackSet.labels.prefix(2)))
+        #expect(throws: AdversarialError.self) {
+            try HopSkipJump(maxQueries: 100).run(
+                model: smallModel, images: images, labels: labels,
+                goal: AttackGoal(criterion: .confidence(0.9)), seed: 1)
+        }
     }
 
     @Test(arguments: AttackMethod.allCases)
@@ -299,6 +342,12 @@ import Testing
         #expect((apgd.loss, apgd.steps, apgd.restarts) == (.dlr, 100, 1))
         let square = try #require(AttackMethod.square.make(AttackParameters()) as? SquareAttack)
         #expect((square.queries, square.initialFraction) == (5000, 0.8))
+        let hsj = try #require(AttackMethod.hopskipjumpLinf.make(AttackParameters()) as? HopSkipJump)
+        #expect((hsj.norm, hsj.maxQueries, hsj.initialEvaluations, hsj.maxEvaluations) == (.linf, 10_000, 100, 10_000))
+        #expect(hsj.maxIterations == nil && hsj.gamma == 1)
+        let boundary = try #require(AttackMethod.boundary.make(AttackParameters()) as? BoundaryAttack)
+        #expect((boundary.maxQueries, boundary.sphericalStep, boundary.sourceStep) == (10_000, 0.01, 0.01))
+        #expect(boundary.stepAdaptation == 1.5 && boundary.maxSteps == nil)
         #expect(
             throws: AdversarialError(
                 "fgsm takes no steps: FGSM takes exactly one step of size ε; use bim for several")

@@ -218,6 +218,52 @@ let testSet: LabeledImages = try! DataStore(dataset: .mnist).load().test.prefix(
     }
 }
 
+@Suite struct UniversalRunTests {
+    /// The first 2,000 MNIST training digits: the perturbation's only teacher.
+    static let training: LabeledImages = try! DataStore(dataset: .mnist).load().train.prefix(2000)
+
+    @Test func thePerturbationIsLearnedWithoutTheScoredImages() throws {
+        let universal = try UniversalPerturbation(epsilon: 0.3, epochs: 1, restarts: 1)
+        let training = (Self.training.allImages, Self.training.labels)
+        let first = testSet.prefix(100), second = try DataStore(dataset: .mnist).load().test.prefix(300)
+        let a = try UniversalRun.run(
+            universal, model: trainedModel, training: training, images: first.allImages, labels: first.labels)
+        let b = try UniversalRun.run(
+            universal, model: trainedModel, training: training, images: second.allImages, labels: second.labels)
+        // Whichever digits are scored, the perturbation is the same bits: they play no part
+        // in it, and it is what learning on the training digits alone gives.
+        let alone = try universal.learn(
+            model: trainedModel, images: training.0, labels: training.1, seed: 1)
+        #expect(a.learning.perturbation == b.learning.perturbation)
+        #expect(a.learning.perturbation == alone.perturbation)
+        #expect(a.trainingImages == 2000 && a.attack.labels.count == 100 && b.attack.labels.count == 300)
+        // The fooling rate is the report's success rate: correctly classified digits whose
+        // prediction changed.
+        let changed = a.attack.labels.indices.filter {
+            a.attack.cleanPredictions[$0] == a.attack.labels[$0]
+                && a.attack.result.predictions[$0] != a.attack.cleanPredictions[$0]
+        }
+        let correct = a.attack.labels.indices.filter { a.attack.cleanPredictions[$0] == a.attack.labels[$0] }
+        #expect(a.foolingRate == Double(changed.count) / Double(correct.count))
+    }
+
+    @Test func writesThePerturbationBesideTheAdversarials() throws {
+        let directory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let run = try UniversalRun.run(
+            try UniversalPerturbation(epsilon: 0.2, epochs: 1, restarts: 1), model: trainedModel,
+            training: (Self.training.allImages, Self.training.labels), images: testSet.allImages,
+            labels: testSet.labels)
+        try run.write(to: directory, model: trainedModel, command: "test")
+        let file = try Safetensors.read(from: directory.appendingPathComponent("adversarial.safetensors"))
+        let perturbation = try #require(file.tensors["perturbation"])
+        #expect(perturbation.shape == [1, 1, 28, 28] && perturbation == run.learning.perturbation)
+        let picture = try RGBImage(contentsOfPNG: directory.appendingPathComponent("perturbation.png"))
+        #expect(picture.width == 28 * 8 && picture.height == 28 * 8)
+        #expect(run.summary.foolingRate == run.foolingRate && run.summary.norm == "linf")
+    }
+}
+
 @Suite struct TrainingRunTests {
     @Test func aStoppedRunResumesToTheSameWeights() throws {
         let directory = try temporaryDirectory()

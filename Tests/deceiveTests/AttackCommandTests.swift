@@ -30,6 +30,46 @@ import FoundationXML
                 == 0)
     }
 
+    @Test func universalWritesItsPerturbation() throws {
+        let output = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: output) }
+        #expect(
+            Deceive.run([
+                "attack", "--model", cliModel, "--method", "universal", "--eps", "0.2", "--count", "50",
+                "--train-count", "500", "--steps", "1", "--restarts", "1", "--output", output.path,
+            ]) == 0)
+        let file = try Safetensors.read(from: output.appendingPathComponent("adversarial.safetensors"))
+        let perturbation = try #require(file.tensors["perturbation"])
+        let original = try #require(file.tensors["original"]), adversarial = try #require(file.tensors["adversarial"])
+        #expect(perturbation.shape == [1, 1, 28, 28])
+        #expect(perturbation.scalars.allSatisfy { abs($0) <= 0.2 })
+        for (index, value) in original.scalars.enumerated() {
+            let expected = min(max(value + perturbation.scalars[index % 784], 0), 1)
+            #expect(abs(adversarial.scalars[index] - expected) <= 1e-6)
+        }
+        #expect(FileManager.default.fileExists(atPath: output.appendingPathComponent("perturbation.png").path))
+        #expect(
+            Deceive.run([
+                "attack", "--model", cliModel, "--method", "universal-l2", "--eps", "3", "--count", "20",
+                "--train-count", "200", "--steps", "1", "--json",
+            ]) == 0)
+    }
+
+    @Test func labelOnlyAttacksRunWithinTheirBudget() {
+        for method in ["hopskipjump", "hopskipjump-linf", "boundary"] {
+            #expect(
+                Deceive.run([
+                    "attack", "--model", cliModel, "--method", method, "--max-queries", "200", "--count", "10",
+                    "--json",
+                ]) == 0)
+        }
+        #expect(
+            Deceive.run([
+                "attack", "--model", cliModel, "--method", "hopskipjump", "--max-queries", "200", "--count", "10",
+                "--targeted", "--target", "3",
+            ]) == 0)
+    }
+
     @Test func evaluateGivesTheCurveAndTheEnsemble() {
         #expect(Deceive.run(["evaluate", "--model", cliModel, "--attack", "fgsm", "--eps", "0,0.1,0.3", "--count", "50"]) == 0)
         #expect(Deceive.run(["evaluate", "--model", cliModel, "--robust", "--eps", "0.3", "--count", "20", "--json"]) == 0)
@@ -42,6 +82,14 @@ import FoundationXML
         ["attack", "--method", "magic"], ["attack", "--method", "pgd", "--confidence", "2"],
         ["attack", "--method", "pgd", "--target", "3"], ["evaluate", "--attack", "pgd", "--robust"],
         ["evaluate", "--robust", "--eps", "0.1,0.2"],
+        ["attack", "--method", "hopskipjump", "--eps", "0.3"], ["attack", "--method", "pgd", "--max-queries", "100"],
+        ["attack", "--method", "boundary", "--max-queries", "0"], ["attack", "--method", "boundary", "--restarts", "2"],
+        ["attack", "--method", "hopskipjump", "--confidence", "0.9"],
+        ["attack", "--method", "hopskipjump", "--targeted", "--target", "least-likely"],
+        ["attack", "--method", "universal", "--targeted"], ["attack", "--method", "universal", "--eps", "1.5"],
+        ["attack", "--method", "universal", "--max-queries", "10"], ["attack", "--method", "pgd", "--train-count", "5"],
+        ["attack", "--method", "universal", "--train-count", "0"],
+        ["attack", "--method", "universal", "--universal-update", "magic"],
     ])
     func badAttackOptionsAreUsageErrors(arguments: [String]) {
         #expect(Deceive.run([arguments[0], "--model", cliModel] + arguments.dropFirst()) == 2)

@@ -8,6 +8,9 @@ public enum AttackMethod: String, CaseIterable, Sendable {
     case apgdCE = "apgd-ce"
     case apgdDLR = "apgd-dlr"
     case cw, deepfool, jsma, square
+    case hopskipjump
+    case hopskipjumpLinf = "hopskipjump-linf"
+    case boundary
 }
 
 /// The hyperparameters a user can set from the command line; nil means the attack's
@@ -17,15 +20,21 @@ public struct AttackParameters: Sendable, Equatable {
     public var epsilon: Float?
     /// Iterations (for square: the query budget).
     public var steps: Int?
+    /// Queries per image, everything included (the decision-based attacks).
+    public var maxQueries: Int?
     /// The step length (for cw: Adam's learning rate).
     public var stepSize: Float?
     /// Attempts from new random starts.
     public var restarts: Int?
 
     /// Creates parameters; leave any nil for the attack's default.
-    public init(epsilon: Float? = nil, steps: Int? = nil, stepSize: Float? = nil, restarts: Int? = nil) {
+    public init(
+        epsilon: Float? = nil, steps: Int? = nil, stepSize: Float? = nil, restarts: Int? = nil,
+        maxQueries: Int? = nil
+    ) {
         self.epsilon = epsilon
         self.steps = steps
+        self.maxQueries = maxQueries
         self.stepSize = stepSize
         self.restarts = restarts
     }
@@ -46,12 +55,23 @@ extension AttackMethod {
     /// | deepfool | — | at most 50 | — | — |
     /// | jsma | — | — | — | — |
     /// | square | 0.3 | the query budget, 5000 | — | — |
+    /// | hopskipjump, hopskipjump-linf | — | at most, default: while the budget lasts | — (geometric search) | — |
+    /// | boundary | — | at most, default: while the budget lasts | first spherical and source step, 0.01 | — |
+    ///
+    /// The query budget (`maxQueries`, default 10,000 per image, everything included)
+    /// applies to the decision-based attacks only.
     ///
     /// A parameter marked "—" does not apply and is an error when given rather than
-    /// silently ignored: in particular the minimisation attacks (cw, deepfool, jsma)
-    /// search for the smallest perturbation themselves and take no epsilon.
+    /// silently ignored: in particular the minimisation attacks (cw, deepfool, jsma,
+    /// hopskipjump, boundary) search for the smallest perturbation themselves and take no
+    /// epsilon.
     public func make(_ parameters: AttackParameters) throws(AdversarialError) -> any Attack {
         let p = parameters
+        if p.maxQueries != nil && !isDecisionBased {
+            throw AdversarialError(
+                "\(rawValue) takes no query budget: only hopskipjump and boundary count queries against one"
+                    + (self == .square ? " (square's budget is its steps)" : ""))
+        }
         switch self {
         case .fgsm:
             try reject(
@@ -97,13 +117,31 @@ extension AttackMethod {
                 p, stepSize: "Square draws ±ε windows and has no step size",
                 restarts: "Square spends its query budget (steps) in one run")
             return try SquareAttack(epsilon: p.epsilon ?? 0.3, queries: p.steps ?? 5000)
+        case .hopskipjump, .hopskipjumpLinf:
+            try reject(
+                p, epsilon: minimisation, stepSize: "HopSkipJump finds each step by a geometric search",
+                restarts: "HopSkipJump spends its query budget in one run")
+            return try HopSkipJump(norm: norm, maxQueries: p.maxQueries ?? 10_000, maxIterations: p.steps)
+        case .boundary:
+            try reject(p, epsilon: minimisation, restarts: "the Boundary attack spends its query budget in one run")
+            return try BoundaryAttack(
+                maxQueries: p.maxQueries ?? 10_000, maxSteps: p.steps, sphericalStep: p.stepSize ?? 0.01,
+                sourceStep: p.stepSize ?? 0.01)
+        }
+    }
+
+    /// Whether the attack reads only the predicted label (a ``DecisionBasedAttack``).
+    public var isDecisionBased: Bool {
+        switch self {
+        case .hopskipjump, .hopskipjumpLinf, .boundary: return true
+        default: return false
         }
     }
 
     /// Whether the attack works within a fixed budget ε (otherwise it minimises the perturbation).
     public var isFixedBudget: Bool {
         switch self {
-        case .cw, .deepfool, .jsma: return false
+        case .cw, .deepfool, .jsma, .hopskipjump, .hopskipjumpLinf, .boundary: return false
         default: return true
         }
     }
@@ -111,7 +149,7 @@ extension AttackMethod {
     /// The norm of the budget, or the norm a minimisation attack minimises.
     public var norm: Norm {
         switch self {
-        case .pgdL2, .cw, .deepfool: return .l2
+        case .pgdL2, .cw, .deepfool, .hopskipjump, .boundary: return .l2
         case .jsma: return .l0
         default: return .linf
         }
@@ -121,7 +159,7 @@ extension AttackMethod {
     /// pgd-l2; nil for minimisation attacks.
     public var defaultEpsilon: Float? {
         switch self {
-        case .cw, .deepfool, .jsma: return nil
+        case .cw, .deepfool, .jsma, .hopskipjump, .hopskipjumpLinf, .boundary: return nil
         case .pgdL2: return 2.0
         default: return 0.3
         }

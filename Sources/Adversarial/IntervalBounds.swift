@@ -104,8 +104,15 @@ public enum IntervalBoundPropagation {
         _ model: Model, images: Tensor, labels: [Int], epsilon: Float, cleanPredictions: [Int]? = nil
     ) -> [Bool] {
         let clean = cleanPredictions ?? model.predictions(images, batchSize: 1000)
-        let margins = marginLowerBounds(model, images: images, labels: labels, epsilon: epsilon)
-        return labels.indices.map { n in clean[n] == labels[n] && margins[n].allSatisfy { $0 > 0 } }
+        return verified(
+            clean: clean, labels: labels,
+            margins: marginLowerBounds(model, images: images, labels: labels, epsilon: epsilon))
+    }
+
+    /// The certificate rule shared by every bound method: the clean prediction is the label
+    /// and every margin's lower bound is positive.
+    static func verified(clean: [Int], labels: [Int], margins: [[Float]]) -> [Bool] {
+        labels.indices.map { n in clean[n] == labels[n] && margins[n].allSatisfy { $0 > 0 } }
     }
 
     // MARK: Layers
@@ -220,7 +227,7 @@ public enum IntervalBoundPropagation {
 
     /// The margin lower bounds of the last dense layer with `W_y − W_j`, `b_y − b_j` folded in,
     /// in Double (see the type's documentation for the error terms).
-    private static func foldedMargins(_ dense: Dense, _ bounds: IntervalBounds, labels: [Int]) -> [[Float]] {
+    static func foldedMargins(_ dense: Dense, _ bounds: IntervalBounds, labels: [Int]) -> [[Float]] {
         let (I, O) = (dense.inputFeatures, dense.outputFeatures)
         let w = dense.weight.scalars
         let b = dense.bias.scalars

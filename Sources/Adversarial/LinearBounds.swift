@@ -50,9 +50,7 @@ public enum LinearBoundPropagation {
             let shard = IntervalBounds(lower: box.lower.batch(range), upper: box.upper.batch(range))
             return shardBounds(model, shard, labels: Array(labels[range]))
         }
-        let crown = parts.flatMap { $0 }
-        let ibp = IntervalBoundPropagation.marginLowerBounds(model, images: images, labels: labels, epsilon: epsilon)
-        return zip(crown, ibp).map { zip($0, $1).map { max($0, $1) } }
+        return parts.flatMap { $0 }
     }
 
     /// Which images are certified robust at `epsilon` (clean prediction correct, every
@@ -61,8 +59,9 @@ public enum LinearBoundPropagation {
         _ model: Model, images: Tensor, labels: [Int], epsilon: Float, cleanPredictions: [Int]? = nil
     ) -> [Bool] {
         let clean = cleanPredictions ?? model.predictions(images, batchSize: 1000)
-        let margins = marginLowerBounds(model, images: images, labels: labels, epsilon: epsilon)
-        return labels.indices.map { n in clean[n] == labels[n] && margins[n].allSatisfy { $0 > 0 } }
+        return IntervalBoundPropagation.verified(
+            clean: clean, labels: labels,
+            margins: marginLowerBounds(model, images: images, labels: labels, epsilon: epsilon))
     }
 
     /// What the backward pass needs of one layer from the forward (IBP) pass.
@@ -73,7 +72,8 @@ public enum LinearBoundPropagation {
         let magnitude: Tensor?
     }
 
-    /// CROWN for one shard of images; rows are (image, class) pairs.
+    /// CROWN for one shard of images, each margin's bound the larger of CROWN's and IBP's
+    /// (both from the same forward pass); rows are (image, class) pairs.
     private static func shardBounds(_ model: Model, _ box: IntervalBounds, labels: [Int]) -> [[Float]] {
         let layers = model.layers
         guard let last = layers.lastIndex(where: { $0 is Dense }),
@@ -154,27 +154,31 @@ public enum LinearBoundPropagation {
         }
         // Concretise Λ·x over the input box.
         let d = box.lower.itemCount
-        return (0..<n).map { image in
-            (0..<classes).map { j -> Float in
-                guard j != labels[image] else { return .infinity }
-                let row = image * classes + j
-                var sum = constant[row]
-                var absolute = size[row]
-                lambda.scalars.withUnsafeBufferPointer { lam in
-                    box.lower.scalars.withUnsafeBufferPointer { lo in
-                        box.upper.scalars.withUnsafeBufferPointer { hi in
-                            for i in 0..<d {
-                                let c = Double(lam[row * d + i])
-                                let x = c >= 0 ? Double(lo[image * d + i]) : Double(hi[image * d + i])
-                                sum += c * x
-                                absolute += abs(c * x)
-                            }
+        func crownBound(_ image: Int, _ j: Int) -> Float {
+            let row = image * classes + j
+            var sum = constant[row]
+            var absolute = size[row]
+            lambda.scalars.withUnsafeBufferPointer { lam in
+                box.lower.scalars.withUnsafeBufferPointer { lo in
+                    box.upper.scalars.withUnsafeBufferPointer { hi in
+                        for i in 0..<d {
+                            let c = Double(lam[row * d + i])
+                            let x = c >= 0 ? Double(lo[image * d + i]) : Double(hi[image * d + i])
+                            sum += c * x
+                            absolute += abs(c * x)
                         }
                     }
                 }
-                let bound = sum - slack[row] - 0x1p-30 * absolute - 1e-30
-                guard bound.isFinite else { return -.infinity }
-                return Float(bound).nextDown
+            }
+            let bound = sum - slack[row] - 0x1p-30 * absolute - 1e-30
+            guard bound.isFinite else { return -.infinity }
+            return Float(bound).nextDown
+        }
+        let ibp = IntervalBoundPropagation.foldedMargins(dense, bounds, labels: labels)
+        return (0..<n).map { image in
+            (0..<classes).map { j -> Float in
+                guard j != labels[image] else { return .infinity }
+                return max(crownBound(image, j), ibp[image][j])
             }
         }
     }

@@ -88,7 +88,8 @@ struct JSONObject: Sendable {
     func integer(_ name: String, in range: ClosedRange<Int>) throws(APIError) -> Int? {
         guard let value = self[name] else { return nil }
         guard case .number(let x) = value, x.rounded() == x, abs(x) < 1e15 else {
-            throw APIError("'\(name)' must be a whole number, got \(value.kind == "a number" ? format(self.numberValue(name)) : value.kind)")
+            let sent = if case .number(let x) = value { format(x) } else { value.kind }
+            throw APIError("'\(name)' must be a whole number, got \(sent)")
         }
         guard range.contains(Int(x)) else {
             throw APIError("'\(name)' must be between \(range.lowerBound) and \(range.upperBound), got \(Int(x))")
@@ -130,11 +131,6 @@ struct JSONObject: Sendable {
             pixels.append(Float(x))
         }
         return pixels
-    }
-
-    private func numberValue(_ name: String) -> Double {
-        if case .number(let x)? = self[name] { return x }
-        return .nan
     }
 }
 

@@ -57,19 +57,7 @@ import Testing
                 model, images: centers, labels: labels, epsilon: epsilon)
             let samples = 1000
             for n in 0..<images {
-                let item = box.lower.itemCount
-                let points = Tensor(shape: [samples, 1, 12, 12]) { x in
-                    for s in 0..<samples {
-                        for i in 0..<item {
-                            let (l, u) = (box.lower.scalars[n * item + i], box.upper.scalars[n * item + i])
-                            // a third of the samples are corners
-                            x[s * item + i] =
-                                s % 3 == 0
-                                ? (Bool.random(using: &generator) ? l : u)
-                                : Float.random(in: l...u, using: &generator)
-                        }
-                    }
-                }
+                let points = samplePoints(in: box, item: n, count: samples, generator: &generator)
                 let z = model.logits(points)
                 for s in 0..<samples {
                     for j in 0..<10 {
@@ -134,6 +122,22 @@ import Testing
                     )
                     #expect(j == y || z.scalars[n * 10 + y] - value >= margins[n][j])
                 }
+            }
+        }
+    }
+}
+
+/// `count` points of image `item`'s box: a third of them corners, the rest uniform.
+func samplePoints(in box: IntervalBounds, item n: Int, count: Int, generator: inout SplitMix64) -> Tensor {
+    let item = box.lower.itemCount
+    return Tensor(shape: [count] + Array(box.lower.shape.dropFirst())) { x in
+        for s in 0..<count {
+            for i in 0..<item {
+                let (l, u) = (box.lower.scalars[n * item + i], box.upper.scalars[n * item + i])
+                x[s * item + i] =
+                    s % 3 == 0
+                    ? (Bool.random(using: &generator) ? l : u)
+                    : Float.random(in: l...u, using: &generator)
             }
         }
     }

@@ -60,18 +60,7 @@ import Testing
             let samples = 600
             for n in 0..<images {
                 #expect(zip(crown[n], ibp[n]).allSatisfy { $0 >= $1 }, "CROWN looser than IBP")
-                let item = box.lower.itemCount
-                let points = Tensor(shape: [samples, 1, 12, 12]) { x in
-                    for s in 0..<samples {
-                        for i in 0..<item {
-                            let (l, u) = (box.lower.scalars[n * item + i], box.upper.scalars[n * item + i])
-                            x[s * item + i] =
-                                s % 3 == 0
-                                ? (Bool.random(using: &generator) ? l : u)
-                                : Float.random(in: l...u, using: &generator)
-                        }
-                    }
-                }
+                let points = samplePoints(in: box, item: n, count: samples, generator: &generator)
                 let z = model.logits(points)
                 let y = labels[n]
                 for s in 0..<samples {

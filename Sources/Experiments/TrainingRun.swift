@@ -34,6 +34,18 @@ public struct TrainingSettings: Codable, Sendable, Equatable {
     public var epsWarmup: Double
     /// TRADES' β.
     public var beta: Float
+    /// Certified training: an ``IntervalTraining/Method`` raw value (`ibp`), or nil.
+    public var certified: String?
+    /// Certified training: the ε of the verified loss (default: `eps`).
+    public var trainEps: Float?
+    /// Certified training: epochs of natural training before the ε ramp.
+    public var rampStart: Double?
+    /// Certified training: epochs over which ε grows from 0 and κ falls from 1.
+    public var epsRamp: Double?
+    /// Certified training: the final weight of the natural loss.
+    public var kappa: Float?
+    /// `pytorch` (the default) or `ibp` (Shi et al.'s, ``IntervalTraining/initialize(_:generator:)``).
+    public var initialization: String?
     /// The command that started the run, for the checkpoint's metadata.
     public var command: String
 
@@ -43,7 +55,8 @@ public struct TrainingSettings: Codable, Sendable, Equatable {
         optimizer: String,
         momentum: Float, weightDecay: Float, schedule: String, augment: Bool, seed: UInt64, limit: Int?,
         adversarial: String, eps: Float, attackSteps: Int?, attackStepSize: Float?, epsWarmup: Double,
-        beta: Float,
+        beta: Float, certified: String? = nil, trainEps: Float? = nil, rampStart: Double? = nil,
+        epsRamp: Double? = nil, kappa: Float? = nil, initialization: String? = nil,
         command: String
     ) {
         self.architecture = architecture
@@ -64,6 +77,12 @@ public struct TrainingSettings: Codable, Sendable, Equatable {
         self.attackStepSize = attackStepSize
         self.epsWarmup = epsWarmup
         self.beta = beta
+        self.certified = certified
+        self.trainEps = trainEps
+        self.rampStart = rampStart
+        self.epsRamp = epsRamp
+        self.kappa = kappa
+        self.initialization = initialization
         self.command = command
     }
 }
@@ -91,6 +110,8 @@ public struct TrainingStart: Sendable {
     public let resumedAt: TrainingPosition?
     /// The adversarial training, or nil.
     public let defence: AdversarialTraining?
+    /// The certified training, or nil.
+    public let certified: IntervalTraining?
 }
 
 /// `deceive train --json`'s summary of a finished run.
@@ -197,8 +218,9 @@ public struct TrainingRun: Sendable {
                 position = resumed.position
             } else {
                 var generator = SplitMix64(seed: settings.seed)
-                trainer = Trainer(
-                    model: try Model(architecture: architecture, generator: &generator), optimizer: rule)
+                var model = try Model(architecture: architecture, generator: &generator)
+                if settings.initialization == "ibp" { IntervalTraining.initialize(&model, generator: &generator) }
+                trainer = Trainer(model: model, optimizer: rule)
             }
         } catch let error as CheckpointError {
             throw .failed(error)
@@ -216,6 +238,10 @@ public struct TrainingRun: Sendable {
         } catch {
             throw .invalid("adversarial training \(method.rawValue): \(error.description)")
         }
+        let certified = try settings.intervalTraining()
+        if certified != nil && defence != nil {
+            throw .invalid("adversarial and certified training cannot be combined")
+        }
         let source = ShuffledBatches(
             train, batchSize: settings.batchSize, seed: settings.seed, maximumShift: settings.augment ? 2 : 0)
         let plan = TrainingPlan(
@@ -228,10 +254,12 @@ public struct TrainingRun: Sendable {
                     trainingImages: train.count,
                     dataset: dataset.name, settings: settings, schedule: rateSchedule,
                     threads: Compute.threadCount,
-                    resumedAt: resumed.map { _ in position }, defence: defence)))
-        let prepare = defence?.preparation(
-            warmupSteps: Int(settings.epsWarmup * Double(source.batchesPerEpoch)),
-            seed: settings.seed &+ 0xADE)
+                    resumedAt: resumed.map { _ in position }, defence: defence, certified: certified)))
+        let prepare =
+            certified?.preparation(stepsPerEpoch: source.batchesPerEpoch)
+            ?? defence?.preparation(
+                warmupSteps: Int(settings.epsWarmup * Double(source.batchesPerEpoch)),
+                seed: settings.seed &+ 0xADE)
         let options: String
         do {
             options = String(decoding: try JSONEncoder().encode(settings), as: UTF8.self)
@@ -243,6 +271,15 @@ public struct TrainingRun: Sendable {
         ]
         let resumeFile = self.resumeFile
         var writeFailure: FileWriteError?
+        // Certified runs: IBP-verified accuracy at the target ε on the first 1,000 test digits.
+        let probe = dataset.test.prefix(1000)
+        let probeImages = probe.allImages
+        let verifiedAccuracy: (Model) -> Double = { model in
+            let verified = IntervalBoundPropagation.certify(
+                model, images: probeImages, labels: probe.labels, epsilon: settings.eps)
+            return Double(verified.filter { $0 }.count) / Double(max(verified.count, 1))
+        }
+        var verifiedByEpoch: [Int: Double] = [:]
         let onEvent: (TrainingEvent) throws -> Void = { event in
             switch event {
             case .batch(let epoch, let done, let total, let loss, let accuracy):
@@ -259,13 +296,18 @@ public struct TrainingRun: Sendable {
                     writeFailure = error
                     throw Stop()
                 }
+                var record = record
+                if certified != nil {
+                    record.verifiedAccuracy = verifiedAccuracy(snapshot.trainer.model)
+                    verifiedByEpoch[record.epoch] = record.verifiedAccuracy
+                }
                 if onProgress(.epoch(record)) == .stop { throw Stop() }
             }
         }
         let testImages = dataset.test.allImages
         let testLabels = dataset.test.labels
         let evaluate: (Model) -> Double? = { model in model.accuracy(testImages, labels: testLabels) }
-        let history: [EpochRecord]
+        var history: [EpochRecord]
         do {
             history = try trainer.fit(
                 source, plan: plan, from: &position, prepare: prepare, evaluate: evaluate, onEvent: onEvent)
@@ -280,6 +322,9 @@ public struct TrainingRun: Sendable {
                 throw .failed(error)
             }
             return .interrupted(position, resumeFile: resumeFile)
+        }
+        for index in history.indices {
+            history[index].verifiedAccuracy = history[index].verifiedAccuracy ?? verifiedByEpoch[history[index].epoch]
         }
         let seconds = history.reduce(0) { $0 + $1.seconds }
         let testAccuracy = history.last?.testAccuracy ?? 0
@@ -302,5 +347,22 @@ public struct TrainingRun: Sendable {
                 parameters: trainer.model.parameterCount, trainingImages: train.count,
                 testAccuracy: testAccuracy,
                 trainingSeconds: seconds, epochs: history))
+    }
+}
+
+extension TrainingSettings {
+    /// The certified training these settings ask for, checked; nil when they ask for none.
+    public func intervalTraining() throws(ExperimentError) -> IntervalTraining? {
+        guard let certified else { return nil }
+        guard let method = IntervalTraining.Method(rawValue: certified) else {
+            throw .invalid("certified training '\(certified)' is not one of \(IntervalTraining.Method.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+        do throws(AdversarialError) {
+            return try IntervalTraining(
+                method: method, epsilon: trainEps ?? eps, kappa: kappa ?? 0.5, rampStart: rampStart ?? 1,
+                rampEpochs: epsRamp ?? 10)
+        } catch {
+            throw .invalid("certified training \(certified): \(error.description)")
+        }
     }
 }

@@ -13,6 +13,9 @@ public struct EpochRecord: Codable, Sendable, Equatable {
     public var adversarialAccuracy: Double?
     /// Test accuracy after the epoch, when measured.
     public var testAccuracy: Double?
+    /// Certified training: the fraction of the first 1,000 test images verified by IBP at
+    /// the target ε after the epoch.
+    public var verifiedAccuracy: Double?
     /// Wall time of the epoch's training steps.
     public var seconds: Double
     /// Training throughput.
@@ -70,8 +73,7 @@ public struct Trainer: Sendable {
     /// - Returns: the summed loss divided by the number of labels, and how many of the
     ///   batch's scored rows were classified correctly before the update.
     public mutating func train(_ batch: TrainingBatch, learningRate: Float, seed: UInt64) -> (loss: Double, scoredCorrect: Int) {
-        let result = model.gradients(
-            batch.input, training: seed, needsInputGradient: false, needsParameterGradients: true, loss: batch.loss)
+        let result = batch.gradients(model, seed)
         step += 1
         // Updated in place (no copies of the parameters); the state is moved out meanwhile.
         var state = optimizerState
@@ -89,19 +91,20 @@ public struct Trainer: Sendable {
     }
 }
 
-/// What one training step trains on: an input batch, the loss over its logits, and which
-/// rows count for the reported accuracy.
+/// What one training step trains on: the parameter gradients of its loss at the current
+/// weights, the labels of its clean images, and which rows of the gradients' logits count
+/// for the reported accuracy.
 public struct TrainingBatch: Sendable {
-    /// The images the step trains on.
-    public var input: Tensor
-    /// The loss over the logits; its gradient is averaged over the batch by the loss itself.
-    public var loss: LogitLoss
+    /// The step's forward and backward pass: given the model and the step's dropout seed,
+    /// the per-row losses, the scored logits and the parameter gradients (of the loss
+    /// averaged over the batch).
+    public var gradients: @Sendable (_ model: Model, _ seed: UInt64) -> ModelGradients
     /// The labels of the clean images.
     public var labels: [Int]
-    /// The rows of `input` scored for accuracy, in the order of `labels`.
+    /// The rows of the logits scored for accuracy, in the order of `labels`.
     public var scoredRows: Range<Int>
-    /// How many clean images the model got right before the step, when `input` is not
-    /// the clean batch (adversarial training); nil when `input` is the clean batch.
+    /// How many clean images the model got right before the step, when the scored logits
+    /// are not the clean batch's (adversarial and certified training); nil when they are.
     public var cleanCorrect: Int?
 
     /// A plain batch: mean cross-entropy over clean images.
@@ -112,10 +115,19 @@ public struct TrainingBatch: Sendable {
             loss: { logits, rows in crossEntropy(logits: logits, labels: labels[rows], gradientScale: scale) })
     }
 
-    /// A batch with its own loss.
+    /// A batch of `input` with its own loss over the logits.
     public init(input: Tensor, labels: [Int], scoredRows: Range<Int>, cleanCorrect: Int?, loss: @escaping LogitLoss) {
-        self.input = input
-        self.loss = loss
+        self.init(labels: labels, scoredRows: scoredRows, cleanCorrect: cleanCorrect) { model, seed in
+            model.gradients(input, training: seed, needsInputGradient: false, needsParameterGradients: true, loss: loss)
+        }
+    }
+
+    /// A batch whose gradients come from their own pass (certified training's bounds).
+    public init(
+        labels: [Int], scoredRows: Range<Int>, cleanCorrect: Int?,
+        gradients: @escaping @Sendable (_ model: Model, _ seed: UInt64) -> ModelGradients
+    ) {
+        self.gradients = gradients
         self.labels = labels
         self.scoredRows = scoredRows
         self.cleanCorrect = cleanCorrect

@@ -52,7 +52,7 @@ struct TrainCommand: ParsableCommand {
     @Option(help: "Adversarial training: none, fgsm-rs (FGSM with random start), pgd or trades.")
     var adversarial: AdversarialTraining.Method = .none
 
-    @Option(help: "Adversarial training: the L∞ radius ε.")
+    @Option(help: "Adversarial or certified training: the L∞ radius ε (certified runs report IBP-verified accuracy at it).")
     var eps: Float = 0.3
 
     @Option(help: "Adversarial training: inner attack steps (default: pgd 7, trades 10, fgsm-rs 1).")
@@ -67,6 +67,25 @@ struct TrainCommand: ParsableCommand {
     @Option(help: "TRADES: weight β of the robustness term.")
     var beta: Float = 6
 
+    @Option(help: "Certified training: ibp (interval bound propagation, Gowal et al. 2018).")
+    var certified: IntervalTraining.Method?
+
+    @Option(help: "Certified training: the ε of the verified loss (default: --eps; the papers train at 0.4 for 0.3).")
+    var trainEps: Float?
+
+    @Option(help: "Certified training: epochs of natural training before the ε ramp.")
+    var rampStart: Double = 1
+
+    @Option(help: ArgumentHelp(
+        "Certified training: epochs over which ε grows linearly from 0 and κ falls from 1.", valueName: "epochs"))
+    var epsRamp: Double = 10
+
+    @Option(help: "Certified training: the final weight κ of the natural loss (1 − κ goes to the verified loss).")
+    var kappa: Float = 0.5
+
+    @Option(name: .customLong("init"), help: "Initialisation: pytorch (default) or ibp (Shi et al. 2021, made for networks with BatchNorm).")
+    var initialization: InitializationName?
+
     @Option(help: ArgumentHelp(
         "Continue an interrupted run from its resumable checkpoint (written next to --output as NAME.resume.safetensors at the end of every epoch and on SIGINT/SIGTERM); its options override the others.",
         valueName: "file"))
@@ -76,6 +95,7 @@ struct TrainCommand: ParsableCommand {
     var json = false
 
     enum OptimizerName: String, ExpressibleByArgument, CaseIterable { case adam, sgd }
+    enum InitializationName: String, ExpressibleByArgument, CaseIterable { case pytorch, ibp }
 
     func validate() throws {
         guard epochs >= 1 else { throw ValidationError("--epochs must be at least 1, got \(epochs)") }
@@ -99,6 +119,14 @@ struct TrainCommand: ParsableCommand {
         }
         guard epsWarmup.isFinite, epsWarmup >= 0 else { throw ValidationError("--eps-warmup must be ≥ 0 epochs") }
         _ = try adversarialTraining()
+        if certified != nil && adversarial != .none {
+            throw ValidationError("--certified and --adversarial cannot be combined: choose one")
+        }
+        do {
+            _ = try settings.intervalTraining()
+        } catch {
+            throw ValidationError(error.description)
+        }
     }
 
     /// The adversarial-training options, checked.
@@ -118,7 +146,12 @@ struct TrainCommand: ParsableCommand {
             architecture: arch.text, dataset: data.dataset.rawValue, epochs: epochs, batchSize: batchSize,
             learningRate: learningRate, optimizer: optimizer.rawValue, momentum: momentum, weightDecay: weightDecay,
             schedule: schedule, augment: augment, seed: seed, limit: limit, adversarial: adversarial.rawValue, eps: eps,
-            attackSteps: attackSteps, attackStepSize: attackStepSize, epsWarmup: epsWarmup, beta: beta, command: commandLine)
+            attackSteps: attackSteps, attackStepSize: attackStepSize, epsWarmup: epsWarmup, beta: beta,
+            certified: certified?.rawValue, trainEps: certified == nil ? nil : trainEps ?? eps,
+            rampStart: certified == nil ? nil : rampStart, epsRamp: certified == nil ? nil : epsRamp,
+            kappa: certified == nil ? nil : kappa,
+            initialization: initialization == .ibp ? "ibp" : nil,
+            command: commandLine)
     }
 
     func run() throws {
@@ -151,6 +184,9 @@ struct TrainCommand: ParsableCommand {
                 }
                 if let defence = start.defence {
                     say(describe(defence, warmup: start.settings.epsWarmup))
+                }
+                if let certified = start.certified {
+                    say(describe(certified, target: start.settings.eps, initialization: start.settings.initialization))
                 }
             case let .batch(epoch, done, total, loss, accuracy):
                 let detail = String(format: "loss %.4f  train ", loss) + percent(accuracy)
@@ -197,6 +233,13 @@ func describe(_ defence: AdversarialTraining, warmup: Double) -> String {
         + (warmup > 0 ? ", ε warm-up over \(warmup) epochs" : "")
 }
 
+/// The certified-training line of a run.
+func describe(_ training: IntervalTraining, target: Float, initialization: String?) -> String {
+    "certified training: \(training.method.rawValue), training ε \(training.epsilon), κ 1 → \(training.kappa), "
+        + "natural for \(training.rampStart) epochs, then ramped over \(training.rampEpochs) epochs, "
+        + "\(initialization ?? "pytorch") initialisation; verified accuracy at ε \(target) on the first 1,000 test digits"
+}
+
 /// SIGINT and SIGTERM ask a training run to stop after its current batch and save a
 /// resumable checkpoint; a second signal kills as usual.
 enum InterruptSignal {
@@ -226,7 +269,10 @@ enum InterruptSignal {
 /// One line per epoch: loss, accuracies, time and throughput.
 func describe(_ record: EpochRecord, of epochs: Int) -> String {
     "epoch \(record.epoch)/\(epochs)  " + String(format: "loss %.4f", record.loss) + "  train "
-        + percent(record.trainAccuracy) + (record.adversarialAccuracy.map { "  adversarial " + percent($0) } ?? "") + "  test " + (record.testAccuracy.map(percent) ?? "–")
+        + percent(record.trainAccuracy)
+        + (record.adversarialAccuracy.map { (record.verifiedAccuracy == nil ? "  adversarial " : "  verified-train ") + percent($0) } ?? "")
+        + "  test " + (record.testAccuracy.map(percent) ?? "–")
+        + (record.verifiedAccuracy.map { "  verified " + percent($0) } ?? "")
         + String(format: "  %.1f s  %.0f samples/s", record.seconds, record.samplesPerSecond)
 }
 
@@ -248,3 +294,5 @@ func checkWritable(_ url: URL) throws {
 }
 
 extension AdversarialTraining.Method: ExpressibleByArgument {}
+
+extension IntervalTraining.Method: ExpressibleByArgument {}

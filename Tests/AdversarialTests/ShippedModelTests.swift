@@ -69,4 +69,20 @@ import Testing
         let result = try runInBatches(huge, model: model, images: part.allImages, labels: part.labels, goal: .untargeted, seed: 1)
         #expect(zip(result.predictions, part.labels).filter { $0 == $1 }.count <= 4)
     }
+
+    @Test func certifiedModelProvesItsNumbersAndNoAttackBreaksAProof() throws {
+        let model = try shipped("mnist-cnn-certified.safetensors").model
+        let images = test.allImages
+        // models/README.md: 97.20% clean, 90.01% IBP-verified at ε = 0.3 on all 10,000.
+        #expect(model.accuracy(images, labels: test.labels) >= 0.972)
+        let verified = IntervalBoundPropagation.certify(model, images: images, labels: test.labels, epsilon: 0.3)
+        #expect(Double(verified.filter { $0 }.count) / Double(verified.count) >= 0.90)
+        // A proof is a promise: PGD-40 breaks none of the verified digits among the first 500.
+        let part = test.prefix(500)
+        let attack = try AttackMethod.pgd.make(AttackParameters(epsilon: 0.3))
+        let result = try runInBatches(attack, model: model, images: part.allImages, labels: part.labels, goal: .untargeted, seed: 1)
+        let broken = part.labels.indices.filter { verified[$0] && result.predictions[$0] != part.labels[$0] }
+        #expect(broken.isEmpty, "verified digits broken by PGD: \(broken)")
+        #expect(part.labels.indices.filter { verified[$0] }.count >= 400)
+    }
 }

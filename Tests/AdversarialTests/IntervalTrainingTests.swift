@@ -1,0 +1,157 @@
+import Foundation
+import NeuralNet
+import Testing
+
+@testable import Adversarial
+
+/// Certified (IBP) training: the backward of the verified loss against central finite
+/// differences, its worst-case logits against the certifier's sound margins, the schedule and
+/// the initialisation by hand.
+@Suite struct IntervalTrainingTests {
+    /// A small random network with every layer the interval pass handles, and a few images.
+    func smallCase(seed: UInt64) throws -> (Model, Tensor, [Int]) {
+        var generator = SplitMix64(seed: seed)
+        let architecture = try Architecture(
+            parsing: "conv4k3s2p1 relu conv6k3p1 relu maxpool2 flatten dropout0.3 dense12 relu dense5",
+            inputShape: [1, 9, 9])
+        let model = try Model(architecture: architecture, generator: &generator)
+        let images = Tensor(shape: [6, 1, 9, 9]) { x in
+            for i in x.indices { x[i] = generator.nextUnitFloat() }
+        }
+        return (model, images, [0, 1, 2, 3, 4, 2])
+    }
+
+    /// The mean mixed loss at the given parameters.
+    func meanLoss(_ model: Model, parameters: [Tensor], images: Tensor, labels: [Int], epsilon: Float, kappa: Float)
+        -> Double
+    {
+        var model = model
+        model.parameters = parameters
+        let losses = IntervalTraining.gradients(
+            model, images: images, labels: labels, epsilon: epsilon, kappa: kappa, count: labels.count
+        ).losses
+        return losses.reduce(0) { $0 + Double($1) } / Double(losses.count)
+    }
+
+    /// Along a random direction over one parameter tensor at a time, and over all of them at
+    /// once, the analytic directional derivative matches central differences.
+    @Test(arguments: [(Float(0), Float(0.05)), (0.3, 0.1), (0, 0.2)])
+    func gradientsMatchFiniteDifferences(kappa: Float, epsilon: Float) throws {
+        let (model, images, labels) = try smallCase(seed: 11)
+        let parameters = model.parameters
+        let analytic = IntervalTraining.gradients(
+            model, images: images, labels: labels, epsilon: epsilon, kappa: kappa, count: labels.count
+        ).parameterGradients
+        #expect(analytic.count == parameters.count)
+        var generator = SplitMix64(seed: 5)
+        let selections = parameters.indices.map { [$0] } + [Array(parameters.indices)]
+        for selection in selections {
+            var direction = parameters.map { Tensor(shape: $0.shape) }
+            var norm: Double = 0
+            for index in selection {
+                direction[index] = Tensor(shape: parameters[index].shape) { d in
+                    for i in d.indices { d[i] = generator.nextGaussian() }
+                }
+                norm += direction[index].scalars.reduce(0) { $0 + Double($1 * $1) }
+            }
+            let scale = Float(1 / norm.squareRoot())
+            var predicted: Double = 0
+            for index in selection {
+                for i in 0..<direction[index].count {
+                    direction[index].scalars[i] *= scale
+                    predicted += Double(analytic[index].scalars[i] * direction[index].scalars[i])
+                }
+            }
+            let h: Float = 3e-3
+            func shifted(_ sign: Float) -> [Tensor] {
+                parameters.indices.map { index in
+                    Tensor(
+                        shape: parameters[index].shape,
+                        scalars: zip(parameters[index].scalars, direction[index].scalars).map { $0 + sign * h * $1 })
+                }
+            }
+            let plus = meanLoss(model, parameters: shifted(1), images: images, labels: labels, epsilon: epsilon, kappa: kappa)
+            let minus = meanLoss(model, parameters: shifted(-1), images: images, labels: labels, epsilon: epsilon, kappa: kappa)
+            let numeric = (plus - minus) / Double(2 * h)
+            #expect(
+                abs(numeric - predicted) <= 0.02 * max(abs(numeric), abs(predicted)) + 1e-3,
+                "parameters \(selection): finite differences \(numeric), backward \(predicted)")
+        }
+    }
+
+    /// The worst-case logits are minus the certifier's margin lower bounds (which are widened
+    /// outward for Float32, so never above them), and zero at the label.
+    @Test func worstCaseLogitsAreTheCertifiersMargins() throws {
+        let (model, images, labels) = try smallCase(seed: 3)
+        for epsilon: Float in [0, 0.02, 0.1] {
+            let logits = IntervalTraining.gradients(
+                model, images: images, labels: labels, epsilon: epsilon, kappa: 0, count: labels.count
+            ).logits
+            let margins = IntervalBoundPropagation.marginLowerBounds(
+                model, images: images, labels: labels, epsilon: epsilon)
+            for n in labels.indices {
+                for j in 0..<5 {
+                    let worst = logits.scalars[n * 5 + j]
+                    if j == labels[n] {
+                        #expect(worst == 0)
+                    } else {
+                        #expect(margins[n][j] <= -worst + 1e-6)
+                        #expect(abs(margins[n][j] + worst) <= 1e-3 * (1 + abs(worst)))
+                    }
+                }
+            }
+        }
+    }
+
+    /// With κ = 1 (the natural warm-up) the batch's gradients are plain cross-entropy's.
+    @Test func naturalWarmUpIsCrossEntropy() throws {
+        let (model, images, labels) = try smallCase(seed: 4)
+        let mixed = IntervalTraining.gradients(
+            model, images: images, labels: labels, epsilon: 0.3, kappa: 1, count: labels.count)
+        let natural = model.gradients(
+            images, needsInputGradient: false, needsParameterGradients: true,
+            loss: { logits, rows in crossEntropy(logits: logits, labels: labels[rows], gradientScale: 1 / 6) })
+        #expect(mixed.losses == natural.losses)
+        #expect(zip(mixed.parameterGradients, natural.parameterGradients).allSatisfy { $0.scalars == $1.scalars })
+    }
+
+    @Test func scheduleRampsEpsilonUpAndKappaDown() throws {
+        let training = try IntervalTraining(epsilon: 0.4, kappa: 0.5, rampStart: 1, rampEpochs: 4)
+        let points: [(Double, Float, Float)] = [(0, 0, 1), (0.99, 0, 1), (1, 0, 1), (2, 0.1, 0.875), (3, 0.2, 0.75), (5, 0.4, 0.5), (9, 0.4, 0.5)]
+        for (epoch, epsilon, kappa) in points {
+            let (e, k) = training.schedule(epoch: epoch)
+            #expect(abs(e - epsilon) < 1e-6 && abs(k - kappa) < 1e-6, "epoch \(epoch): ε \(e), κ \(k)")
+        }
+        let immediate = try IntervalTraining(epsilon: 0.3, rampStart: 0, rampEpochs: 0).schedule(epoch: 0)
+        #expect(immediate.epsilon == 0.3 && immediate.kappa == 0.5)
+        for bad in [(Float(-0.1), Float(0.5)), (1.5, 0.5), (.nan, 0.5), (0.3, -1), (0.3, 2), (0.3, .nan)] {
+            #expect(throws: AdversarialError.self) { try IntervalTraining(epsilon: bad.0, kappa: bad.1) }
+        }
+        #expect(throws: AdversarialError.self) { try IntervalTraining(epsilon: 0.3, rampEpochs: -1) }
+    }
+
+    /// Shi et al.'s initialisation: N(0, 2π/fan_in²) for every weight but the last layer's.
+    @Test func shiInitialisation() throws {
+        var generator = SplitMix64(seed: 9)
+        let architecture = try Architecture(
+            parsing: "conv32k3p1 relu conv64k4s2p1 relu flatten dense256 relu dense10", inputShape: [1, 28, 28])
+        let original = try Model(architecture: architecture, generator: &generator)
+        var model = original
+        IntervalTraining.initialize(&model, generator: &generator)
+        let names = model.parameterNames
+        let fanIns: [String: Int] = ["conv1.weight": 9, "conv2.weight": 32 * 16, "fc1.weight": 64 * 14 * 14]
+        for (index, name) in names.enumerated() {
+            let values = model.parameters[index].scalars
+            if let fanIn = fanIns[name] {
+                let mean = values.reduce(0) { $0 + Double($1) } / Double(values.count)
+                let std = (values.reduce(0) { $0 + (Double($1) - mean) * (Double($1) - mean) } / Double(values.count))
+                    .squareRoot()
+                let expected = (2 * Double.pi).squareRoot() / Double(fanIn)
+                #expect(abs(std / expected - 1) < 0.1, "\(name): std \(std), expected \(expected)")
+                #expect(abs(mean) < 0.1 * expected + 3 * expected / Double(values.count).squareRoot())
+            } else {
+                #expect(values == original.parameters[index].scalars, "\(name) keeps its initialisation")
+            }
+        }
+    }
+}

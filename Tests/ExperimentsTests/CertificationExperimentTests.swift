@@ -15,11 +15,16 @@ import Testing
             for i in x.indices { x[i] = Float.random(in: 0...1, using: &generator) }
         }
         let labels = model.predictions(images)
-        let results = try Certification.run(model, images: images, labels: labels, epsilons: [0, 0.1])
+        let results = try Certification.run(model, images: images, labels: labels, epsilons: [0, 0.1], pgd: true)
         #expect(results.map(\.epsilon) == [0, 0.1])
         #expect(results[0].cleanAccuracy == 1)
         let object = try JSONSerialization.jsonObject(with: Data(jsonText(results[0]).utf8)) as! [String: Any]
-        for key in ["eps", "method", "clean_accuracy", "verified_accuracy", "verified"] {
+        #expect(results[0].pgdAccuracy == 1)
+        for result in results {
+            let pgd = try #require(result.pgdAccuracy)
+            #expect(result.verifiedAccuracy <= pgd && pgd <= result.cleanAccuracy)
+        }
+        for key in ["eps", "method", "clean_accuracy", "verified_accuracy", "verified", "pgd_accuracy"] {
             #expect(object[key] != nil, "\(key)")
         }
         #expect((object["verified"] as! [Bool]).count == 5)

@@ -20,5 +20,6 @@ import Testing
         #expect(
             Deceive.run(["certify", "--model", Self.model, "--eps", "0,0.01", "--count", "20", "--json"]) == 0
         )
+        #expect(Deceive.run(["certify", "--model", Self.model, "--eps", "0.01", "--count", "20", "--no-pgd"]) == 0)
     }
 }

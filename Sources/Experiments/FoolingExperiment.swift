@@ -42,8 +42,18 @@ public struct FoolingExperiment: Sendable {
     /// Crafts the images, then checks them the way a user would: PNG bytes, decoded,
     /// classified again. `observer` sees every optimisation step and may stop the run (so
     /// may the cancellation of the task); a stopped run is checked the same way.
-    public func run(model: Model, observer: StepObserver? = nil) throws(ExperimentError) -> FoolingOutcome {
+    ///
+    /// With `certify` (which needs an ε), each target also gets an upper bound on its
+    /// probability over the whole ε-box around its start, which tells a target that cannot be
+    /// reached from one the search missed; a reached target whose bound is below the
+    /// confidence would be an unsound bound, and fails the run.
+    public func run(model: Model, observer: StepObserver? = nil, certify: Bool = false) throws(ExperimentError)
+        -> FoolingOutcome
+    {
         let shape = model.architecture.inputShape
+        if certify && fooling.epsilon == nil {
+            throw .invalid("certifying what fooling can reach needs an ε-box: give --within EPS")
+        }
         guard shape.count == 3, shape[0] == 1 else {
             throw .invalid("fooling needs a model of grey images (1×H×W); this one takes \(shape)")
         }
@@ -72,9 +82,20 @@ public struct FoolingExperiment: Sendable {
             }
         }
         let images = Tensor.concatenate(decoded)
-        return FoolingOutcome(
+        var outcome = FoolingOutcome(
             result: result, fooling: fooling, imagePNGs: imagePNGs, startPNGs: startPNGs, images: images,
             probabilities: model.probabilities(images), seconds: seconds)
+        if certify, let epsilon = fooling.epsilon {
+            let bounds = TargetProbabilityBound.upperBounds(
+                model, starts: result.starts, targets: result.targets, epsilon: epsilon)
+            outcome.probabilityBounds = bounds
+            let confidences = outcome.confidencesAfterPNG
+            if let row = bounds.indices.first(where: { confidences[$0] > bounds[$0] }) {
+                throw .failed(
+                    "unsound bound: target \(result.targets[row]) reached \(confidences[row]) above its proved bound \(bounds[row])")
+            }
+        }
+        return outcome
     }
 }
 
@@ -120,6 +141,12 @@ public struct FoolingOutcome: Sendable {
         public let l2Distance: Float
         /// The run's time divided among its targets.
         public let seconds: Double
+        /// With `certify`: `reached`, `proved unreachable` (``probabilityBound`` is below the
+        /// requested confidence) or `unknown`.
+        public let certificate: String?
+        /// With `certify`: an upper bound on the target's probability over the whole ε-box
+        /// around the start (``Adversarial/TargetProbabilityBound``).
+        public let probabilityBound: Float?
     }
 
     /// The optimisation's result (8-bit images, starts, steps, trajectories).
@@ -134,6 +161,8 @@ public struct FoolingOutcome: Sendable {
     public let probabilities: Tensor
     /// The optimisation's wall time.
     public let seconds: Double
+    /// With `certify`: each target's probability bound over the ε-box around its start.
+    public var probabilityBounds: [Float]? = nil
 
     /// Whether a step observer or the task's cancellation stopped the run.
     public var stopped: Bool { result.stopped }
@@ -143,14 +172,18 @@ public struct FoolingOutcome: Sendable {
         result.targets.enumerated().map { row, digit in
             let difference = (result.images.batch(row..<row + 1) - result.starts.batch(row..<row + 1)).scalars
             let after = probabilities.row(row)
+            let success = after[digit] >= fooling.confidence
+            let bound = probabilityBounds?[row]
             return Target(
-                target: digit, success: after[digit] >= fooling.confidence, steps: result.steps[row],
+                target: digit, success: success, steps: result.steps[row],
                 queries: result.queries[row], confidence: result.targetProbabilities[row],
                 confidenceAfterPNG: after[digit],
                 predictedAfterPNG: after.indices.max { after[$0] < after[$1] } ?? 0,
                 linfDistance: difference.map(abs).max() ?? 0,
                 l2Distance: difference.reduce(0) { $0 + $1 * $1 }.squareRoot(),
-                seconds: seconds / Double(result.targets.count))
+                seconds: seconds / Double(result.targets.count),
+                certificate: bound.map { success ? "reached" : ($0 < fooling.confidence ? "proved unreachable" : "unknown") },
+                probabilityBound: bound)
         }
     }
 

@@ -59,6 +59,9 @@ struct FoolCommand: ParsableCommand {
     @Option(help: "Directory for the PNGs, grid, trajectory and tensors.")
     var output: String = "out/fool"
 
+    @Flag(help: "With --within: prove which digits no image in the ε-box can reach (reached, proved unreachable or unknown).")
+    var certify = false
+
     @Flag(help: "Print a JSON summary instead of text.")
     var json = false
 
@@ -71,6 +74,9 @@ struct FoolCommand: ParsableCommand {
         }
         if let within, !(within.isFinite && within >= 0 && within <= 1) {
             throw ValidationError("--within must be between 0 and 1, got \(within)")
+        }
+        if certify && within == nil {
+            throw ValidationError("--certify proves what the ε-box around the start can reach: give --within EPS")
         }
         if let maxSteps, maxSteps < 1 { throw ValidationError("--max-steps must be at least 1, got \(maxSteps)") }
         guard restarts >= 1 else { throw ValidationError("--restarts must be at least 1, got \(restarts)") }
@@ -136,7 +142,7 @@ struct FoolCommand: ParsableCommand {
         }
         let outcome: FoolingOutcome
         do {
-            outcome = try experiment.run(model: checkpoint.model, observer: observer)
+            outcome = try experiment.run(model: checkpoint.model, observer: observer, certify: certify)
         } catch {
             // The model or the start image does not fit: the work failed, as for predict.
             throw Failure("\(source.model): \(error.description)")
@@ -153,15 +159,25 @@ struct FoolCommand: ParsableCommand {
         print(
             "fooled \(reached)/\(targets.count) digits to ≥ \(confidence) (after the PNG round trip) in "
                 + String(format: "%.2f s", outcome.seconds))
-        print("digit  confidence  after PNG  predicted  steps  queries    L∞      L2")
+        print("digit  confidence  after PNG  predicted  steps  queries    L∞      L2" + (certify ? "  certificate" : ""))
         for s in targets {
+            let certificate = s.certificate.map { status in
+                "  " + status + (s.probabilityBound.map { String(format: " (p ≤ %.4f)", $0) } ?? "")
+            }
             print(
                 String(
                     format: "%5d  %10.4f  %9.4f  %9d  %5d  %7d  %.3f  %6.2f", s.target, s.confidence, s.confidenceAfterPNG,
-                    s.predictedAfterPNG, s.steps, s.queries, s.linfDistance, s.l2Distance))
+                    s.predictedAfterPNG, s.steps, s.queries, s.linfDistance, s.l2Distance) + (certificate ?? ""))
+        }
+        if certify {
+            let unreachable = targets.filter { $0.certificate == "proved unreachable" }.count
+            let unknown = targets.filter { $0.certificate == "unknown" }.count
+            print(
+                "certificate: \(reached) reached, \(unreachable) proved unreachable (no image within \(within ?? 0) "
+                    + "of the start reaches \(confidence)), \(unknown) unknown")
         }
         print("wrote \(output)/grid.png, the digit PNGs, trajectory.json, summary.json and fooling.safetensors")
-        if reached < targets.count {
+        if reached < targets.count && !targets.allSatisfy({ $0.success || $0.certificate == "proved unreachable" }) {
             print(
                 "\(targets.count - reached) digit(s) fell short: "
                     + "try more --max-steps, --restarts, or a larger --within")

@@ -15,6 +15,32 @@ let cliModel: String = {
 }()
 
 @Suite(.serialized) struct FoolCommandTests {
+    /// The certified model cannot be fooled within 0.1 of the noise: every digit is proved
+    /// unreachable (measured: bounds 0.004–0.99 below the 0.99 asked), and no reached digit ever
+    /// exceeds its bound; --certify without --within is a usage error.
+    @Test func certifyProvesDigitsUnreachable() throws {
+        let output = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: output) }
+        let certified = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent("models/mnist-cnn-certified.safetensors").path
+        #expect(Deceive.run(["fool", "--model", certified, "--target", "3", "--certify", "--output", output.path]) == 2)
+        #expect(
+            Deceive.run([
+                "fool", "--model", certified, "--all", "--within", "0.1", "--certify", "--max-steps", "200",
+                "--output", output.path,
+            ]) == 0)
+        let summary = try JSONSerialization.jsonObject(
+            with: Data(contentsOf: output.appendingPathComponent("summary.json"))) as! [String: Any]
+        let targets = summary["targets"] as! [[String: Any]]
+        #expect(targets.count == 10)
+        for target in targets {
+            let bound = try #require(target["probabilityBound"] as? Double)
+            let reached = try #require(target["confidenceAfterPNG"] as? Double)
+            #expect(reached <= bound)
+            #expect(target["certificate"] as? String == "proved unreachable")
+        }
+    }
+
     @Test func foolsOneDigitAndTheFilesAgree() throws {
         let output = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: output) }

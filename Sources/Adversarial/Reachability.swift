@@ -9,9 +9,8 @@ import NeuralNet
 ///
 ///     p_t = 1 / (1 + Σ_{j≠t} exp(z_j − z_t)) ≤ 1 / (1 + Σ_{j≠t} exp(L_j))
 ///
-/// where `L_j` is a sound lower bound of `z_j − z_t`: the larger of the interval
-/// (``IntervalBoundPropagation``) and the linear-relaxation (``LinearBoundPropagation``)
-/// bounds, both widened for Float32. The softmax bound is computed in `Double` and raised by
+/// where `L_j` is a sound lower bound of `z_j − z_t`: the linear-relaxation bound
+/// (``LinearBoundPropagation``, never below the interval bound), widened for Float32. The softmax bound is computed in `Double` and raised by
 /// 10⁻⁵, more than the Float32 engine's own rounding of its softmax, so a target whose bound
 /// is below the confidence can reach it neither in the real network nor in the engine.
 public enum TargetProbabilityBound {
@@ -35,11 +34,10 @@ public enum TargetProbabilityBound {
         }
         guard !rows.isEmpty else { return targets.map { _ in 1 } }
         let images = starts.gathering(rows)
-        let interval = IntervalBoundPropagation.marginLowerBounds(model, images: images, labels: labels, epsilon: epsilon)
-        let linear = LinearBoundPropagation.marginLowerBounds(model, images: images, labels: labels, epsilon: epsilon)
+        let margins = LinearBoundPropagation.marginLowerBounds(model, images: images, labels: labels, epsilon: epsilon)
         var sums = [Double](repeating: 1, count: targets.count)
         for (row, n) in rows.enumerated() {
-            let lower = max(interval[row][targets[n]], linear[row][targets[n]])
+            let lower = margins[row][targets[n]]
             // A NaN bound proves nothing: it adds nothing to the denominator.
             if !lower.isNaN { sums[n] += exp(Double(lower)) }
         }

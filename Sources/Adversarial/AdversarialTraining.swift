@@ -67,8 +67,6 @@ public struct AdversarialTraining: Sendable {
     public func batch(model: Model, images: Tensor, labels: [Int], epsilon: Float, seed: UInt64) -> TrainingBatch {
         let count = labels.count
         let scale = 1 / Float(count)
-        let cleanLogits = model.logits(images)
-        let cleanCorrect = zip(argmax(rows: cleanLogits), labels).filter { $0 == $1 }.count
         let crossEntropyLoss: LogitLoss = { logits, rows in
             crossEntropy(logits: logits, labels: labels[rows], gradientScale: scale)
         }
@@ -77,16 +75,17 @@ public struct AdversarialTraining: Sendable {
         case .none:
             return TrainingBatch(input: images, labels: labels)
         case .fgsmRS, .pgd:
+            let cleanCorrect = zip(model.predictions(images), labels).filter { $0 == $1 }.count
             var x = randomStart(images, radius: epsilon, seed: seed, box: box)
             let alpha = stepSize * (self.epsilon > 0 ? epsilon / self.epsilon : 0)
             for _ in 0..<steps {
                 let gradient = model.inputGradient(x, targets: labels, objective: .crossEntropy, sign: 1).gradient
                 box.step(&x, signOf: gradient, size: alpha)
             }
-            return TrainingBatch(input: x, labels: labels, scoredRows: 0..<count, cleanCorrect: cleanCorrect, loss: crossEntropyLoss)
+            return TrainingBatch(input: x, labels: labels, scoredRows: 0..<count, clean: .counted(cleanCorrect), loss: crossEntropyLoss)
         case .trades:
             let classes = model.classCount
-            let clean = softmax(cleanLogits)
+            let clean = softmax(model.logits(images))
             // x′ starts next to x (TRADES uses 0.001·N(0, 1)) and climbs KL(p ‖ q).
             var x = images
             for row in 0..<count {
@@ -140,7 +139,7 @@ public struct AdversarialTraining: Sendable {
             }
             return TrainingBatch(
                 input: Tensor.concatenate([images, x]), labels: labels, scoredRows: count..<2 * count,
-                cleanCorrect: cleanCorrect, loss: loss)
+                clean: .rows(0..<count), loss: loss)
         }
     }
 

@@ -69,7 +69,7 @@ public struct IntervalTraining: Sendable {
         return (epsilon * progress, 1 - (1 - kappa) * progress)
     }
 
-    /// Each step's batch for ``NeuralNet/Trainer/fit(_:plan:from:prepare:evaluate:onEvent:)``,
+    /// Each step's batch for ``NeuralNet/Trainer/fit(_:plan:from:prepare:evaluate:verify:onEvent:)``,
     /// with ε and κ from ``schedule(epoch:)``.
     public func preparation(stepsPerEpoch: Int) -> BatchPreparation {
         { model, images, labels, step, _ in
@@ -80,20 +80,20 @@ public struct IntervalTraining: Sendable {
 
     /// The training batch at the current weights: its gradients are those of the mixed loss,
     /// its scored logits the worst-case logits (so the scored accuracy is the fraction verified
-    /// by the training bounds), and `cleanCorrect` the natural count.
+    /// by the training bounds; the clean logits while κ = 1, when no bounds are computed),
+    /// and its clean accuracy that of the natural pass.
     public func batch(model: Model, images: Tensor, labels: [Int], epsilon: Float, kappa: Float) -> TrainingBatch {
         let count = labels.count
-        let cleanCorrect = zip(model.predictions(images), labels).filter { $0 == $1 }.count
         return TrainingBatch(
-            labels: labels, scoredRows: 0..<count, cleanCorrect: cleanCorrect,
+            labels: labels, scoredRows: kappa < 1 ? count..<2 * count : 0..<count, clean: .rows(0..<count),
             gradients: { model, _ in
                 IntervalTraining.gradients(
                     model, images: images, labels: labels, epsilon: epsilon, kappa: kappa, count: count)
             })
     }
 
-    /// The mixed loss's per-image values, the worst-case logits and the parameter gradients
-    /// (of the loss averaged over `count` images).
+    /// The mixed loss's per-image values, the logits (the clean ones, then, when κ < 1, the
+    /// worst-case ones) and the parameter gradients (of the loss averaged over `count` images).
     static func gradients(
         _ model: Model, images: Tensor, labels: [Int], epsilon: Float, kappa: Float, count: Int
     ) -> ModelGradients {
@@ -110,7 +110,7 @@ public struct IntervalTraining: Sendable {
                 labels: Array(labels[shards[index]]), gradientScale: (1 - kappa) * scale)
         }
         var result = natural
-        result.logits = Tensor.concatenate(parts.map(\.logits))
+        result.logits = Tensor.concatenate([natural.logits] + parts.map(\.logits))
         let verified = parts.flatMap(\.losses)
         result.losses = zip(natural.losses, verified).map { kappa * $0 + (1 - kappa) * $1 }
         // Summed in shard order, so the result does not depend on the thread count.

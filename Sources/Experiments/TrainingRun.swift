@@ -274,12 +274,11 @@ public struct TrainingRun: Sendable {
         // Certified runs: IBP-verified accuracy at the target ε on the first 1,000 test digits.
         let probe = dataset.test.prefix(1000)
         let probeImages = probe.allImages
-        let verifiedAccuracy: (Model) -> Double = { model in
+        let verify: ((Model) -> Double)? = certified == nil ? nil : { model in
             let verified = IntervalBoundPropagation.certify(
                 model, images: probeImages, labels: probe.labels, epsilon: settings.eps)
             return Double(verified.filter { $0 }.count) / Double(max(verified.count, 1))
         }
-        var verifiedByEpoch: [Int: Double] = [:]
         let onEvent: (TrainingEvent) throws -> Void = { event in
             switch event {
             case .batch(let epoch, let done, let total, let loss, let accuracy):
@@ -296,21 +295,17 @@ public struct TrainingRun: Sendable {
                     writeFailure = error
                     throw Stop()
                 }
-                var record = record
-                if certified != nil {
-                    record.verifiedAccuracy = verifiedAccuracy(snapshot.trainer.model)
-                    verifiedByEpoch[record.epoch] = record.verifiedAccuracy
-                }
                 if onProgress(.epoch(record)) == .stop { throw Stop() }
             }
         }
         let testImages = dataset.test.allImages
         let testLabels = dataset.test.labels
         let evaluate: (Model) -> Double? = { model in model.accuracy(testImages, labels: testLabels) }
-        var history: [EpochRecord]
+        let history: [EpochRecord]
         do {
             history = try trainer.fit(
-                source, plan: plan, from: &position, prepare: prepare, evaluate: evaluate, onEvent: onEvent)
+                source, plan: plan, from: &position, prepare: prepare, evaluate: evaluate, verify: verify,
+                onEvent: onEvent)
         } catch {
             if let writeFailure { throw .failed(writeFailure) }
             do throws(FileWriteError) {
@@ -322,9 +317,6 @@ public struct TrainingRun: Sendable {
                 throw .failed(error)
             }
             return .interrupted(position, resumeFile: resumeFile)
-        }
-        for index in history.indices {
-            history[index].verifiedAccuracy = history[index].verifiedAccuracy ?? verifiedByEpoch[history[index].epoch]
         }
         let seconds = history.reduce(0) { $0 + $1.seconds }
         let testAccuracy = history.last?.testAccuracy ?? 0

@@ -71,8 +71,11 @@ public struct Trainer: Sendable {
     /// One update on a prepared batch (for example adversarial images and their loss).
     ///
     /// - Returns: the summed loss divided by the number of labels, and how many of the
-    ///   batch's scored rows were classified correctly before the update.
-    public mutating func train(_ batch: TrainingBatch, learningRate: Float, seed: UInt64) -> (loss: Double, scoredCorrect: Int) {
+    ///   batch's scored rows and of its clean images were classified correctly before the
+    ///   update.
+    public mutating func train(_ batch: TrainingBatch, learningRate: Float, seed: UInt64)
+        -> (loss: Double, scoredCorrect: Int, cleanCorrect: Int)
+    {
         let result = batch.gradients(model, seed)
         step += 1
         // Updated in place (no copies of the parameters); the state is moved out meanwhile.
@@ -86,8 +89,15 @@ public struct Trainer: Sendable {
         }
         optimizerState = state
         let predictions = argmax(rows: result.logits)
-        let correct = zip(batch.scoredRows, batch.labels).filter { predictions[$0] == $1 }.count
-        return (result.losses.reduce(0) { $0 + Double($1) } / Double(batch.labels.count), correct)
+        func correct(_ rows: Range<Int>) -> Int { zip(rows, batch.labels).filter { predictions[$0] == $1 }.count }
+        let scored = correct(batch.scoredRows)
+        let clean: Int
+        switch batch.clean {
+        case .scoredRows: clean = scored
+        case .rows(let rows): clean = correct(rows)
+        case .counted(let count): clean = count
+        }
+        return (result.losses.reduce(0) { $0 + Double($1) } / Double(batch.labels.count), scored, clean)
     }
 }
 
@@ -103,34 +113,49 @@ public struct TrainingBatch: Sendable {
     public var labels: [Int]
     /// The rows of the logits scored for accuracy, in the order of `labels`.
     public var scoredRows: Range<Int>
-    /// How many clean images the model got right before the step, when the scored logits
-    /// are not the clean batch's (adversarial and certified training); nil when they are.
-    public var cleanCorrect: Int?
+    /// Where the step's clean accuracy comes from.
+    public var clean: CleanScore
+
+    /// Where a step finds how many clean images the model got right before it.
+    public enum CleanScore: Sendable, Equatable {
+        /// The scored rows are the clean images (plain training).
+        case scoredRows
+        /// These rows of the gradients' logits are the clean images, in the order of
+        /// `labels` (TRADES' pass over clean and adversarial images, certified training's
+        /// natural pass).
+        case rows(Range<Int>)
+        /// Counted before the step, when the logits hold no clean rows (PGD training).
+        case counted(Int)
+    }
+
+    /// Whether the scored rows are something other than the clean images (adversarial or
+    /// worst-case logits), so that they count as the epoch's adversarial accuracy.
+    public var scoresAdversarialRows: Bool { clean != .scoredRows }
 
     /// A plain batch: mean cross-entropy over clean images.
     public init(input: Tensor, labels: [Int]) {
         let scale = 1 / Float(labels.count)
         self.init(
-            input: input, labels: labels, scoredRows: 0..<labels.count, cleanCorrect: nil,
+            input: input, labels: labels, scoredRows: 0..<labels.count, clean: .scoredRows,
             loss: { logits, rows in crossEntropy(logits: logits, labels: labels[rows], gradientScale: scale) })
     }
 
     /// A batch of `input` with its own loss over the logits.
-    public init(input: Tensor, labels: [Int], scoredRows: Range<Int>, cleanCorrect: Int?, loss: @escaping LogitLoss) {
-        self.init(labels: labels, scoredRows: scoredRows, cleanCorrect: cleanCorrect) { model, seed in
+    public init(input: Tensor, labels: [Int], scoredRows: Range<Int>, clean: CleanScore, loss: @escaping LogitLoss) {
+        self.init(labels: labels, scoredRows: scoredRows, clean: clean) { model, seed in
             model.gradients(input, training: seed, needsInputGradient: false, needsParameterGradients: true, loss: loss)
         }
     }
 
     /// A batch whose gradients come from their own pass (certified training's bounds).
     public init(
-        labels: [Int], scoredRows: Range<Int>, cleanCorrect: Int?,
+        labels: [Int], scoredRows: Range<Int>, clean: CleanScore,
         gradients: @escaping @Sendable (_ model: Model, _ seed: UInt64) -> ModelGradients
     ) {
         self.gradients = gradients
         self.labels = labels
         self.scoredRows = scoredRows
-        self.cleanCorrect = cleanCorrect
+        self.clean = clean
     }
 }
 
@@ -196,13 +221,14 @@ extension Trainer {
     ///   - prepare: builds each step's batch from the clean one (adversarial training);
     ///     nil trains on the clean batch with cross-entropy.
     ///   - evaluate: measures test accuracy after each epoch (or returns nil).
+    ///   - verify: measures verified accuracy after each epoch (certified training), or nil.
     ///   - onEvent: called after every batch and epoch; it may throw to stop the run.
     /// - Returns: the records of all finished epochs.
     @discardableResult
     public mutating func fit(
         _ source: any BatchSource, plan: TrainingPlan, from position: inout TrainingPosition,
         prepare: BatchPreparation? = nil, evaluate: (Model) -> Double? = { _ in nil },
-        onEvent: (TrainingEvent) throws -> Void = { _ in }
+        verify: ((Model) -> Double)? = nil, onEvent: (TrainingEvent) throws -> Void = { _ in }
     ) rethrows -> [EpochRecord] {
         let perEpoch = source.batchesPerEpoch
         let totalSteps = perEpoch * plan.epochs
@@ -218,15 +244,12 @@ extension Trainer {
                     base: plan.learningRate, step: globalStep, stepsPerEpoch: perEpoch, totalSteps: totalSteps)
                 let start = clock.now
                 let batch = prepare?(model, input, labels, globalStep, totalSteps) ?? TrainingBatch(input: input, labels: labels)
-                let (loss, right) = train(batch, learningRate: rate, seed: plan.seed &+ UInt64(globalStep) &* 0x9E37_79B9)
+                let (loss, scored, clean) = train(
+                    batch, learningRate: rate, seed: plan.seed &+ UInt64(globalStep) &* 0x9E37_79B9)
                 position.seconds += (clock.now - start).seconds
                 position.lossSum += loss * Double(labels.count)
-                if let clean = batch.cleanCorrect {
-                    position.correct += clean
-                    position.adversarialCorrect += right
-                } else {
-                    position.correct += right
-                }
+                position.correct += clean
+                if batch.scoresAdversarialRows { position.adversarialCorrect += scored }
                 position.seen += labels.count
                 position.batch += 1
                 let seen = Double(position.seen)
@@ -234,11 +257,12 @@ extension Trainer {
                                    accuracy: Double(position.correct) / seen))
             }
             let seen = Double(max(position.seen, 1))
-            let record = EpochRecord(
+            var record = EpochRecord(
                 epoch: epoch + 1, loss: position.lossSum / seen, trainAccuracy: Double(position.correct) / seen,
                 adversarialAccuracy: prepare == nil ? nil : Double(position.adversarialCorrect) / seen,
                 testAccuracy: evaluate(model), seconds: position.seconds,
                 samplesPerSecond: Double(position.seen) / max(position.seconds, 1e-9), learningRate: Double(rate))
+            record.verifiedAccuracy = verify?(model)
             var next = TrainingPosition()
             next.epoch = epoch + 1
             next.records = position.records + [record]
@@ -248,7 +272,7 @@ extension Trainer {
         return position.records
     }
 
-    /// Trains `plan.epochs` epochs from the start; see ``fit(_:plan:from:prepare:evaluate:onEvent:)``.
+    /// Trains `plan.epochs` epochs from the start; see ``fit(_:plan:from:prepare:evaluate:verify:onEvent:)``.
     @discardableResult
     public mutating func fit(
         _ source: any BatchSource, plan: TrainingPlan, prepare: BatchPreparation? = nil,

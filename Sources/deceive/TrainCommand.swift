@@ -142,14 +142,15 @@ struct TrainCommand: ParsableCommand {
 
     /// What defines the run, as saved in resumable checkpoints.
     var settings: TrainingSettings {
-        TrainingSettings(
+        /// The certified-training options count only with --certified.
+        func ifCertified<T>(_ value: T) -> T? { certified == nil ? nil : value }
+        return TrainingSettings(
             architecture: arch.text, dataset: data.dataset.rawValue, epochs: epochs, batchSize: batchSize,
             learningRate: learningRate, optimizer: optimizer.rawValue, momentum: momentum, weightDecay: weightDecay,
             schedule: schedule, augment: augment, seed: seed, limit: limit, adversarial: adversarial.rawValue, eps: eps,
             attackSteps: attackSteps, attackStepSize: attackStepSize, epsWarmup: epsWarmup, beta: beta,
-            certified: certified?.rawValue, trainEps: certified == nil ? nil : trainEps ?? eps,
-            rampStart: certified == nil ? nil : rampStart, epsRamp: certified == nil ? nil : epsRamp,
-            kappa: certified == nil ? nil : kappa,
+            certified: certified?.rawValue, trainEps: ifCertified(trainEps ?? eps),
+            rampStart: ifCertified(rampStart), epsRamp: ifCertified(epsRamp), kappa: ifCertified(kappa),
             initialization: initialization == .ibp ? "ibp" : nil,
             command: commandLine)
     }

@@ -91,7 +91,8 @@ import Testing
                 model, images: images, labels: labels, epsilon: epsilon)
             for n in labels.indices {
                 for j in 0..<5 {
-                    let worst = logits.scalars[n * 5 + j]
+                    // After the clean rows.
+                    let worst = logits.scalars[(labels.count + n) * 5 + j]
                     if j == labels[n] {
                         #expect(worst == 0)
                     } else {

@@ -139,22 +139,36 @@ public struct AttackRun: Sendable {
             seed: settings.seed, cleanPredictions: cleanPredictions, progress: progress, observer: observer)
     }
 
-    /// The first `count` images in three rows: the originals with the model's answer and
-    /// its probability, the perturbations (amplified: red brighter, blue darker), and the
-    /// adversarial images with the model's answer.
+    /// The digits a gallery shows, at most `count` of them, in test-set order: first the
+    /// correctly classified digits the attack fooled, then, when there are fewer than
+    /// `count`, the correctly classified ones it failed on (marked in the picture). Digits
+    /// the model already got wrong are not the attack's work and are left out.
+    public func galleryItems(count: Int) -> [Int] {
+        let correct = labels.indices.filter { cleanPredictions[$0] == labels[$0] }
+        let fooled = correct.filter { result.success[$0] }
+        let failed = correct.filter { !result.success[$0] }
+        return Array((fooled + failed).prefix(max(0, count)))
+    }
+
+    /// The colour of a gallery's `failed` captions.
+    public static let failureColour = Colour(red: 0xC0, green: 0x10, blue: 0x10)
+
+    /// Up to `count` images (``galleryItems(count:)``) in three rows: the originals with the
+    /// model's answer and its probability, the perturbations (amplified: red brighter, blue
+    /// darker), and the adversarial images with the model's answer, in red with `failed`
+    /// where the attack did not fool the model.
     public func gallery(model: Model, count: Int = 10, scale: Int = 4) -> RGBImage {
-        let shown = Array(0..<min(count, labels.count))
-        let clean = model.probabilities(originals.batch(0..<shown.count))
-        func caption(_ probabilities: Tensor, _ row: Int) -> String {
-            let p = probabilities.row(row)
+        let shown = galleryItems(count: count)
+        let clean = shown.isEmpty ? Tensor(shape: [0, 10], scalars: []) : model.probabilities(originals.gathering(shown))
+        func caption(_ p: [Float]) -> String {
             let best = p.indices.max { p[$0] < p[$1] } ?? 0
             return "\(best) " + String(format: "%.0f%%", 100 * p[best])
         }
         let rows = [
             ImageGrid.Row(
                 title: "original",
-                cells: shown.map {
-                    ImageGrid.Cell(GreyImage(originals.batch($0..<$0 + 1)), caption: caption(clean, $0))
+                cells: shown.enumerated().map { column, item in
+                    ImageGrid.Cell(GreyImage(originals.batch(item..<item + 1)), caption: caption(clean.row(column)))
                 }),
             ImageGrid.Row(
                 title: "perturbation",
@@ -166,10 +180,13 @@ public struct AttackRun: Sendable {
                 }),
             ImageGrid.Row(
                 title: "adversarial",
-                cells: shown.map {
-                    ImageGrid.Cell(
-                        GreyImage(result.adversarial.batch($0..<$0 + 1)),
-                        caption: caption(result.probabilities, $0))
+                cells: shown.map { item in
+                    let text = caption(result.probabilities.row(item))
+                    return result.success[item]
+                        ? ImageGrid.Cell(GreyImage(result.adversarial.batch(item..<item + 1)), caption: text)
+                        : ImageGrid.Cell(
+                            GreyImage(result.adversarial.batch(item..<item + 1)), caption: "failed " + text,
+                            captionColour: Self.failureColour)
                 }),
         ]
         return ImageGrid(rows: rows, scale: scale).render()

@@ -5,7 +5,8 @@ import NeuralNet
 import Visuals
 
 /// The report of `deceive report` and `deceive demo`: runs its experiments (accuracy,
-/// fooling, every attack, the ε curves of both models, fooling the robust model) with the
+/// fooling, every attack, the label-only attacks against their query budget and a
+/// universal perturbation, the ε curves of both models, fooling the robust model) with the
 /// same library calls the commands use (``AccuracyEvaluation``, ``FoolingExperiment``,
 /// ``AttackRun``, ``robustnessCurve(model:settings:epsilons:images:labels:progress:)``), and
 /// assembles one self-contained HTML page.
@@ -75,13 +76,16 @@ public struct ReportBuilder: Sendable {
         let modelSection = try timed("the model") { () throws(ExperimentError) in try self.modelSection() }
         let foolingSection = try timed("fooling") { () throws(ExperimentError) in try self.foolingSection() }
         let attackSection = try timed("attacks") { () throws(ExperimentError) in try self.attacksSection() }
+        let labelOnlySection = try timed("label-only attacks") { () throws(ExperimentError) in
+            try self.labelOnlySection()
+        }
         let defenceSection = try timed("defence") { () throws(ExperimentError) in try self.defenceSection() }
         let total = (clock.now - began).seconds
         let made = madeSection(timings: timings, total: total)
         return HTMLReport(
             title: "Deceiving neural networks: a case study with MNIST",
             subtitle: "A convolutional network that reads digits at 99% accuracy, fooled by gibberish and by invisible perturbations, and defended.",
-            sections: [modelSection, foolingSection, attackSection, defenceSection, made])
+            sections: [modelSection, foolingSection, attackSection, labelOnlySection, defenceSection, made])
     }
 
     // MARK: - Helpers
@@ -314,14 +318,20 @@ public struct ReportBuilder: Sendable {
                 String(format: "%.2f", report.seconds),
             ])
             blocks.append(.heading(method.rawValue))
+            let shown = run.galleryItems(count: 8)
+            let failures = shown.filter { !run.result.success[$0] }.count
             let gallery = try picture(
                 run.gallery(model: model, count: 8, scale: 3), name: "attack-\(method.rawValue).png")
             blocks.append(
                 .figure(
                     .image(
                         png: gallery, alt: "\(method.rawValue) examples",
-                        caption: "Originals, the perturbation (red brighter, blue darker, amplified), "
-                            + "and the adversarial digits with the model's answer.")))
+                        caption: "The first digits \(method.rawValue) fooled: originals, the perturbation (red brighter, "
+                            + "blue darker, amplified), and the adversarial digits with the model's wrong answer."
+                            + (failures == 0
+                                ? ""
+                                : " It fooled only \(shown.count - failures) of the correctly classified digits; "
+                                    + "the \(failures) marked “failed” kept their right answer."))))
         }
         blocks.insert(
             .table(

@@ -21,16 +21,19 @@ public struct ImageGrid: Sendable {
         public var image: RGBImage
         /// The line of text under the image; empty for none.
         public var caption: String
+        /// The caption's colour, or nil for the grid's `textColour`.
+        public var captionColour: Colour?
 
         /// Creates a cell with a colour image (for example a perturbation map).
-        public init(_ image: RGBImage, caption: String = "") {
+        public init(_ image: RGBImage, caption: String = "", captionColour: Colour? = nil) {
             self.image = image
             self.caption = caption
+            self.captionColour = captionColour
         }
 
         /// Creates a cell with a grey image, drawn in greys.
-        public init(_ image: GreyImage, caption: String = "") {
-            self.init(RGBImage(image), caption: caption)
+        public init(_ image: GreyImage, caption: String = "", captionColour: Colour? = nil) {
+            self.init(RGBImage(image), caption: caption, captionColour: captionColour)
         }
     }
 
@@ -128,7 +131,7 @@ public struct ImageGrid: Sendable {
                 let captionLeft = left + (cellWidth - PixelFont.width(of: cell.caption, scale: textScale)) / 2
                 canvas.draw(
                     text: cell.caption, x: captionLeft, y: top + imageHeight + captionGap, scale: textScale,
-                    colour: textColour)
+                    colour: cell.captionColour ?? textColour)
             }
         }
         return canvas

@@ -189,6 +189,32 @@ let testSet: LabeledImages = try! DataStore(dataset: .mnist).load().test.prefix(
         #expect(gallery.width == run.gallery(model: trainedModel).width)
     }
 
+    @Test func theGalleryShowsWhatTheAttackFooledBeforeWhatItFailedOn() throws {
+        // A weak attack, so that it both fools and fails.
+        let settings = AttackSettings(method: .fgsm, parameters: AttackParameters(epsilon: 0.08))
+        let run = try AttackRun.run(settings, model: trainedModel, images: testSet.allImages, labels: testSet.labels)
+        let correct = run.labels.indices.filter { run.cleanPredictions[$0] == run.labels[$0] }
+        let fooled = correct.filter { run.result.success[$0] }
+        try #require(!fooled.isEmpty && fooled.count < correct.count, "FGSM at 0.08 should fool some digits, not all")
+        #expect(run.galleryItems(count: fooled.count) == fooled)
+        #expect(run.galleryItems(count: 3) == Array(fooled.prefix(3)))
+        let all = run.galleryItems(count: run.labels.count)
+        #expect(all == fooled + correct.filter { !run.result.success[$0] })
+        #expect(run.galleryItems(count: 0).isEmpty)
+        // One column per shown digit; a failure's caption is drawn in the failure colour.
+        func failureInk(_ picture: RGBImage) -> Int {
+            var count = 0
+            for y in 0..<picture.height {
+                for x in 0..<picture.width where picture[x, y] == AttackRun.failureColour { count += 1 }
+            }
+            return count
+        }
+        let onlyFooled = run.gallery(model: trainedModel, count: fooled.count, scale: 1)
+        let withFailure = run.gallery(model: trainedModel, count: fooled.count + 1, scale: 1)
+        #expect(failureInk(onlyFooled) == 0 && failureInk(withFailure) > 0)
+        #expect(onlyFooled.width < withFailure.width)
+    }
+
     @Test func aStoppedRunReportsThePrefixItAttacked() throws {
         let settings = AttackSettings(method: .pgd, parameters: AttackParameters(epsilon: 0.1, steps: 20))
         let images = testSet.allImages
@@ -321,5 +347,26 @@ extension Model {
     init(architecture: Architecture, seed: UInt64) throws {
         var generator = SplitMix64(seed: seed)
         try self.init(architecture: architecture, generator: &generator)
+    }
+}
+
+@Suite struct ReportMedianTests {
+    /// Three 1×1×2 "images" at L2 distances 5, 1 and 2 from zero.
+    let originals = Tensor(shape: [3, 1, 1, 2], scalars: [0, 0, 0, 0, 0, 0])
+    let adversarial = Tensor(shape: [3, 1, 1, 2], scalars: [3, 4, 1, 0, 0, 2])
+
+    @Test func aFailureCountsAsInfinitelyFar() {
+        let median = ReportBuilder.medianL2
+        #expect(median(adversarial, [true, true, true], originals, [0, 1, 2]) == 2)
+        // 1, 2, ∞
+        #expect(median(adversarial, [false, true, true], originals, [0, 1, 2]) == 2)
+        // 1, ∞, ∞
+        #expect(median(adversarial, [false, true, false], originals, [0, 1, 2]) == .infinity)
+        // Even counts average the middle two: (1 + 5) / 2; with a failure (5 + ∞) / 2.
+        #expect(median(adversarial, [true, true, true], originals, [0, 1]) == 3)
+        #expect(median(adversarial, [true, false, true], originals, [0, 1]) == .infinity)
+        // Only `items` count.
+        #expect(median(adversarial, [false, true, true], originals, [1, 2]) == 1.5)
+        #expect(median(adversarial, [true, true, true], originals, []) == .infinity)
     }
 }

@@ -6,7 +6,8 @@ import Visuals
 
 /// The report of `deceive report` and `deceive demo`: runs its experiments (accuracy,
 /// fooling, every attack, the label-only attacks against their query budget and a
-/// universal perturbation, the ε curves of both models, fooling the robust model) with the
+/// universal perturbation, the ε curves of both models, fooling the robust model, and
+/// what bound propagation proves about each model) with the
 /// same library calls the commands use (``AccuracyEvaluation``, ``FoolingExperiment``,
 /// ``AttackRun``, ``robustnessCurve(model:settings:epsilons:images:labels:progress:)``), and
 /// assembles one self-contained HTML page.
@@ -14,29 +15,32 @@ public struct ReportBuilder: Sendable {
     /// The checkpoint files, named in the report's "How this report was made".
     public let modelPath: String
     public let robustModelPath: String?
+    public let certifiedModelPath: String?
     /// Test digits per attack.
     public let count: Int
     /// Where the dataset came from.
     public let store: DataStore
     /// Where to also save the pictures as PNG files (the demo), or nil.
     public let pictures: URL?
-    /// The standard model, and the robust one if any.
+    /// The standard model, and the robust and the certified ones if any.
     public let checkpoint: Checkpoint
     public let robust: Checkpoint?
+    public let certified: Checkpoint?
     public let dataset: Dataset
     private let log: @Sendable (String) -> Void
 
     /// Loads the checkpoints and the dataset. `log` gets the dataset's messages and a line
     /// as each part of the report starts.
     public init(
-        modelPath: String, robustModelPath: String?, count: Int, store: DataStore, pictures: URL?,
-        log: @escaping @Sendable (String) -> Void = { _ in }
+        modelPath: String, robustModelPath: String?, certifiedModelPath: String? = nil, count: Int, store: DataStore,
+        pictures: URL?, log: @escaping @Sendable (String) -> Void = { _ in }
     ) throws(ExperimentError) {
         guard count >= 1 else {
             throw .invalid("the report needs at least 1 test digit per attack, got \(count)")
         }
         self.modelPath = modelPath
         self.robustModelPath = robustModelPath
+        self.certifiedModelPath = certifiedModelPath
         self.count = count
         self.store = store
         self.pictures = pictures
@@ -50,6 +54,7 @@ public struct ReportBuilder: Sendable {
         }
         checkpoint = try load(modelPath)
         robust = try robustModelPath.map { path throws(ExperimentError) in try load(path) }
+        certified = try certifiedModelPath.map { path throws(ExperimentError) in try load(path) }
         do throws(DatasetError) {
             dataset = try store.load(log: log)
         } catch {
@@ -80,12 +85,17 @@ public struct ReportBuilder: Sendable {
             try self.labelOnlySection()
         }
         let defenceSection = try timed("defence") { () throws(ExperimentError) in try self.defenceSection() }
+        let certificationSection = try timed("certification") { () throws(ExperimentError) in
+            try self.certificationSection()
+        }
         let total = (clock.now - began).seconds
         let made = madeSection(timings: timings, total: total)
         return HTMLReport(
             title: "Deceiving neural networks: a case study with MNIST",
             subtitle: "A convolutional network that reads digits at 99% accuracy, fooled by gibberish and by invisible perturbations, and defended.",
-            sections: [modelSection, foolingSection, attackSection, labelOnlySection, defenceSection, made])
+            sections: [
+                modelSection, foolingSection, attackSection, labelOnlySection, defenceSection, certificationSection, made,
+            ])
     }
 
     // MARK: - Helpers
@@ -179,13 +189,15 @@ public struct ReportBuilder: Sendable {
     }
 
     /// Fools `model` into every digit from `start` (noise unless given; seed 1), as
-    /// `deceive fool --all` does.
+    /// `deceive fool --all [--certify]` does.
     func fool(
-        _ model: Model, start: FoolingStart = .noise, _ fooling: @autoclosure () throws(AdversarialError) -> Fooling
+        _ model: Model, start: FoolingStart = .noise, certify: Bool = false,
+        _ fooling: @autoclosure () throws(AdversarialError) -> Fooling
     ) throws(ExperimentError) -> FoolingOutcome {
         let options: Fooling
         do throws(AdversarialError) { options = try fooling() } catch { throw .invalid(error.description) }
-        return try FoolingExperiment(targets: Array(0..<10), start: start, fooling: options).run(model: model)
+        return try FoolingExperiment(targets: Array(0..<10), start: start, fooling: options).run(
+            model: model, certify: certify)
     }
 
     func foolingSection() throws(ExperimentError) -> HTMLReport.Section {
@@ -409,9 +421,15 @@ public struct ReportBuilder: Sendable {
     }
 
     func madeSection(timings: [(String, Double)], total: Double) -> HTMLReport.Section {
-        var commands = ["deceive report --model \(modelPath)" + (robustModelPath.map { " --robust-model \($0)" } ?? "")]
+        var commands = [
+            "deceive report --model \(modelPath)" + (robustModelPath.map { " --robust-model \($0)" } ?? "")
+                + (certifiedModelPath.map { " --certified-model \($0)" } ?? "")
+        ]
         commands.append("# standard model: " + (checkpoint.metadata[Checkpoint.Key.command] ?? "unknown"))
         if let robust { commands.append("# robust model: " + (robust.metadata[Checkpoint.Key.command] ?? "unknown")) }
+        if let certified {
+            commands.append("# certified model: " + (certified.metadata[Checkpoint.Key.command] ?? "unknown"))
+        }
         return .init(
             id: "made", title: "How this report was made",
             intro: "Every number above was computed for this report, on this machine, with fixed seeds (1).",

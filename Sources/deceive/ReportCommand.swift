@@ -8,13 +8,16 @@ import Visuals
 struct ReportCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "report",
-        abstract: "Write one self-contained HTML report: the model, fooling, attacks and defence, with pictures.")
+        abstract: "Write one self-contained HTML report: the model, fooling, attacks, defence and certificates, with pictures.")
 
     @Option(help: "The standard model (.safetensors).")
     var model: String = "models/mnist-cnn.safetensors"
 
     @Option(help: "A robust (adversarially trained) model, for the defence section.")
     var robustModel: String?
+
+    @Option(help: "A certified (IBP-trained) model, for the certification section.")
+    var certifiedModel: String?
 
     @Option(help: "Where to write the report.")
     var output: String = "out/report.html"
@@ -33,8 +36,8 @@ struct ReportCommand: ParsableCommand {
             let outputURL = URL(fileURLWithPath: output)
             try checkWritable(outputURL)
             let builder = try ReportBuilder(
-                modelPath: model, robustModelPath: robustModel, count: count, store: data.store,
-                pictures: nil, log: { printError($0) })
+                modelPath: model, robustModelPath: robustModel, certifiedModelPath: certifiedModel, count: count,
+                store: data.store, pictures: nil, log: { printError($0) })
             try builder.build().save(to: outputURL)
             print("wrote \(output)")
         }
@@ -77,10 +80,11 @@ struct DemoCommand: ParsableCommand {
             guard FileManager.default.fileExists(atPath: model) else {
                 throw Failure("\(model): no such file; run from the project directory, or use --train")
             }
-            let robust = "models/mnist-cnn-robust.safetensors"
+            func shipped(_ path: String) -> String? { FileManager.default.fileExists(atPath: path) ? path : nil }
             let builder = try ReportBuilder(
-                modelPath: model, robustModelPath: FileManager.default.fileExists(atPath: robust) ? robust : nil,
-                count: count, store: data.store, pictures: directory, log: { printError($0) })
+                modelPath: model, robustModelPath: shipped("models/mnist-cnn-robust.safetensors"),
+                certifiedModelPath: shipped("models/mnist-cnn-certified.safetensors"), count: count,
+                store: data.store, pictures: directory, log: { printError($0) })
             try builder.build().save(to: directory.appendingPathComponent("report.html"))
             print(String(format: "demo finished in %.0f s", (clock.now - began).seconds))
             print("report: \(directory.appendingPathComponent("report.html").path)")

@@ -117,7 +117,10 @@ final class ReportScanner: NSObject, XMLParserDelegate {
         defer { try? FileManager.default.removeItem(at: directory) }
         let report = directory.appendingPathComponent("report.html")
         #expect(
-            Deceive.run(["report", "--model", cliModel, "--robust-model", cliModel, "--count", "20", "--output", report.path])
+            Deceive.run([
+                "report", "--model", cliModel, "--robust-model", cliModel, "--certified-model", cliModel, "--count", "20",
+                "--output", report.path,
+            ])
                 == 0)
         let data = try Data(contentsOf: report)
         let text = String(decoding: data, as: UTF8.self)
@@ -126,10 +129,10 @@ final class ReportScanner: NSObject, XMLParserDelegate {
         let scanner = ReportScanner()
         parser.delegate = scanner
         #expect(parser.parse(), "the report is not well formed: \(String(describing: parser.parserError))")
-        for section in ["model", "fooling", "attacks", "label-only", "defence", "made"] {
+        for section in ["model", "fooling", "attacks", "label-only", "defence", "certification", "made"] {
             #expect(scanner.ids.contains(section), "section \(section) missing")
         }
         #expect(scanner.images >= 14)
-        #expect(scanner.svgs >= 15)
+        #expect(scanner.svgs >= 16)
     }
 }

@@ -48,10 +48,8 @@ public struct AttackReport: Sendable, Encodable {
         successesOnMisclassified = labels.indices.filter { cleanPredictions[$0] != labels[$0] && result.success[$0] }.count
         func statistics(_ norm: Norm) -> NormStatistics? {
             guard !succeeded.isEmpty else { return nil }
-            let distances = norm.distances(result.adversarial.gathering(succeeded), originals.gathering(succeeded)).sorted()
-            let middle = distances.count / 2
-            let median = distances.count % 2 == 1 ? distances[middle] : (distances[middle - 1] + distances[middle]) / 2
-            return NormStatistics(mean: distances.reduce(0, +) / Float(distances.count), median: median)
+            let distances = norm.distances(result.adversarial.gathering(succeeded), originals.gathering(succeeded))
+            return NormStatistics(mean: distances.reduce(0, +) / Float(distances.count), median: median(distances))
         }
         l0 = statistics(.l0)
         l2 = statistics(.l2)
@@ -61,6 +59,16 @@ public struct AttackReport: Sendable, Encodable {
         self.seconds = seconds
         imagesPerSecond = Double(count) / max(seconds, 1e-9)
     }
+}
+
+/// The median of `values` (the mean of the middle two for an even count); NaN when empty.
+/// Infinite values sort last, so a median of distances in which failures count as infinitely
+/// far is infinite once half of them failed.
+public func median(_ values: [Float]) -> Float {
+    guard !values.isEmpty else { return .nan }
+    let sorted = values.sorted()
+    let middle = sorted.count / 2
+    return sorted.count % 2 == 1 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2
 }
 
 /// Runs an attack over a large set in batches (bounded memory), concatenating the results.

@@ -122,6 +122,17 @@ extension Fooling.Regularization {
 }
 
 /// What a ``FoolingExperiment`` produced, checked after the PNG round trip.
+/// What `fool --certify` says of a target: written in the JSON as `reached`,
+/// `proved unreachable` or `unknown`.
+public enum Certificate: String, Sendable, Encodable, CaseIterable {
+    /// The search reached the confidence.
+    case reached
+    /// The target's probability bound over the whole ε-box is below the confidence.
+    case provedUnreachable = "proved unreachable"
+    /// Neither.
+    case unknown
+}
+
 public struct FoolingOutcome: Sendable {
     /// One target's numbers, as `deceive fool` prints them and `summary.json` holds them.
     public struct Target: Sendable, Encodable {
@@ -141,9 +152,8 @@ public struct FoolingOutcome: Sendable {
         public let l2Distance: Float
         /// The run's time divided among its targets.
         public let seconds: Double
-        /// With `certify`: `reached`, `proved unreachable` (``probabilityBound`` is below the
-        /// requested confidence) or `unknown`.
-        public let certificate: String?
+        /// With `certify`: reached, proved unreachable, or unknown.
+        public let certificate: Certificate?
         /// With `certify`: an upper bound on the target's probability over the whole ε-box
         /// around the start (``Adversarial/TargetProbabilityBound``).
         public let probabilityBound: Float?
@@ -164,6 +174,9 @@ public struct FoolingOutcome: Sendable {
     /// With `certify`: each target's probability bound over the ε-box around its start.
     public var probabilityBounds: [Float]? = nil
 
+    /// With `certify`: how many targets got `certificate`.
+    public func count(_ certificate: Certificate) -> Int { targets.filter { $0.certificate == certificate }.count }
+
     /// Whether a step observer or the task's cancellation stopped the run.
     public var stopped: Bool { result.stopped }
 
@@ -182,7 +195,7 @@ public struct FoolingOutcome: Sendable {
                 linfDistance: difference.map(abs).max() ?? 0,
                 l2Distance: difference.reduce(0) { $0 + $1 * $1 }.squareRoot(),
                 seconds: seconds / Double(result.targets.count),
-                certificate: bound.map { success ? "reached" : ($0 < fooling.confidence ? "proved unreachable" : "unknown") },
+                certificate: bound.map { success ? .reached : ($0 < fooling.confidence ? .provedUnreachable : .unknown) },
                 probabilityBound: bound)
         }
     }

@@ -73,10 +73,7 @@ extension ReportBuilder {
             var cells = [name]
             for epsilon in Self.reachabilityEpsilons {
                 let outcome = try fool(checkpoint.model, certify: true, Fooling(epsilon: epsilon, maxSteps: 1000))
-                let verdicts = outcome.targets.map(\.certificate)
-                let reached = verdicts.filter { $0 == "reached" }.count
-                let unreachable = verdicts.filter { $0 == "proved unreachable" }.count
-                cells.append("\(reached) / \(unreachable) / \(verdicts.count - reached - unreachable)")
+                cells.append(Certificate.allCases.map { String(outcome.count($0)) }.joined(separator: " / "))
             }
             reachRows.append(cells)
         }

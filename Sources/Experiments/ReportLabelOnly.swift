@@ -22,7 +22,8 @@ extension ReportBuilder {
         let model = checkpoint.model
         let test = dataset.test.prefix(queryDigits)
         let images = test.allImages
-        let clean = model.predictions(images)
+        let probabilities = model.probabilities(images)
+        let clean = argmax(rows: probabilities)
         let correct = test.labels.indices.filter { clean[$0] == test.labels[$0] }
 
         let cw = try AttackRun.run(
@@ -33,7 +34,6 @@ extension ReportBuilder {
         struct Point {
             let median: Float
             let successRate: Double
-            let meanQueries: Double
         }
         var curves: [(name: String, points: [Point])] = []
         for method: AttackMethod in [.hopskipjump, .boundary, .square] {
@@ -49,28 +49,23 @@ extension ReportBuilder {
                     Point(
                         median: Self.medianL2(
                             of: run.result.adversarial, success: run.result.success, originals: images, items: correct),
-                        successRate: run.report.successRate, meanQueries: run.report.meanQueries))
+                        successRate: run.report.successRate))
             }
             curves.append((method.rawValue, points))
         }
         // The evolution strategy fools by target: each digit towards the model's runner-up,
         // until the runner-up wins (p > ½), inside the same L∞ box as Square.
-        let probabilities = model.probabilities(images)
         let runnersUp = (0..<test.labels.count).map { row in
             let p = probabilities.row(row)
             return p.indices.filter { $0 != clean[row] }.max { p[$0] < p[$1] } ?? 0
         }
         var evolution: [Point] = []
         for budget in Self.queryBudgets {
-            let fooling: Fooling
-            do throws(AdversarialError) {
-                // Each step scores the current image and 50 antithetic pairs: 101 queries.
-                fooling = try Fooling(method: .evolve, confidence: 0.5, epsilon: 0.3, maxSteps: max(1, budget / 101))
-            } catch {
-                throw .invalid(error.description)
-            }
             let result: FoolingResult
             do throws(AdversarialError) {
+                // Each step scores the current image and 50 antithetic pairs: 101 queries.
+                let fooling = try Fooling(
+                    method: .evolve, confidence: 0.5, epsilon: 0.3, maxSteps: max(1, budget / 101))
                 result = try fooling.run(model: model, starts: images, targets: runnersUp)
             } catch {
                 throw .invalid(error.description)
@@ -81,8 +76,7 @@ extension ReportBuilder {
             evolution.append(
                 Point(
                     median: Self.medianL2(of: result.images, success: success, originals: images, items: correct),
-                    successRate: Double(fooled) / Double(max(correct.count, 1)),
-                    meanQueries: Double(result.queries.reduce(0, +)) / Double(max(result.queries.count, 1))))
+                    successRate: Double(fooled) / Double(max(correct.count, 1))))
         }
         curves.append(("evolution", evolution))
 
@@ -157,21 +151,20 @@ extension ReportBuilder {
             if standardRun == nil { standardRun = run }
         }
         guard let run = standardRun else { return [] }
-        let model = checkpoint.model
         let shown = run.attack.galleryItems(count: 10)
-        let fooled = shown.filter { run.attack.result.success[$0] }
         let success = run.attack.result.success
-        func cells(_ images: Tensor, marked: Bool) -> [ImageGrid.Cell] {
-            let predictions = model.predictions(images.gathering(shown))
-            return shown.enumerated().map { column, item in
+        let fooled = shown.filter { success[$0] }
+        // The predictions the run made already: clean, and of the final check.
+        func cells(_ images: Tensor, _ predictions: [Int], marked: Bool) -> [ImageGrid.Cell] {
+            shown.map { item in
                 ImageGrid.Cell(
-                    GreyImage(images.batch(item..<item + 1)), caption: "\(predictions[column])",
+                    GreyImage(images.batch(item..<item + 1)), caption: "\(predictions[item])",
                     captionColour: marked && !success[item] ? AttackRun.failureColour : nil)
             }
         }
         let digits = grid([
-            ("original", cells(run.attack.originals, marked: false)),
-            ("adversarial", cells(run.attack.result.adversarial, marked: true)),
+            ("original", cells(run.attack.originals, run.attack.cleanPredictions, marked: false)),
+            ("adversarial", cells(run.attack.result.adversarial, run.attack.result.predictions, marked: true)),
         ])
         return [
             .heading("One perturbation for every digit"),
@@ -199,8 +192,6 @@ extension ReportBuilder {
     static func medianL2(of adversarial: Tensor, success: [Bool], originals: Tensor, items: [Int]) -> Float {
         guard !items.isEmpty else { return .infinity }
         let distances = Norm.l2.distances(adversarial.gathering(items), originals.gathering(items))
-        let sorted = items.indices.map { success[items[$0]] ? distances[$0] : .infinity }.sorted()
-        let middle = sorted.count / 2
-        return sorted.count % 2 == 1 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2
+        return median(items.indices.map { success[items[$0]] ? distances[$0] : .infinity })
     }
 }

@@ -162,7 +162,7 @@ struct FoolCommand: ParsableCommand {
         print("digit  confidence  after PNG  predicted  steps  queries    L∞      L2" + (certify ? "  certificate" : ""))
         for s in targets {
             let certificate = s.certificate.map { status in
-                "  " + status + (s.probabilityBound.map { String(format: " (p ≤ %.4f)", $0) } ?? "")
+                "  " + status.rawValue + (s.probabilityBound.map { String(format: " (p ≤ %.4f)", $0) } ?? "")
             }
             print(
                 String(
@@ -170,14 +170,12 @@ struct FoolCommand: ParsableCommand {
                     s.predictedAfterPNG, s.steps, s.queries, s.linfDistance, s.l2Distance) + (certificate ?? ""))
         }
         if certify {
-            let unreachable = targets.filter { $0.certificate == "proved unreachable" }.count
-            let unknown = targets.filter { $0.certificate == "unknown" }.count
             print(
-                "certificate: \(reached) reached, \(unreachable) proved unreachable (no image within \(within ?? 0) "
-                    + "of the start reaches \(confidence)), \(unknown) unknown")
+                "certificate: \(reached) reached, \(outcome.count(.provedUnreachable)) proved unreachable (no image "
+                    + "within \(within ?? 0) of the start reaches \(confidence)), \(outcome.count(.unknown)) unknown")
         }
         print("wrote \(output)/grid.png, the digit PNGs, trajectory.json, summary.json and fooling.safetensors")
-        if reached < targets.count && !targets.allSatisfy({ $0.success || $0.certificate == "proved unreachable" }) {
+        if reached < targets.count && !targets.allSatisfy({ $0.success || $0.certificate == .provedUnreachable }) {
             print(
                 "\(targets.count - reached) digit(s) fell short: "
                     + "try more --max-steps, --restarts, or a larger --within")

@@ -116,23 +116,14 @@ public struct ReportBuilder: Sendable {
     func modelSection() throws(ExperimentError) -> HTMLReport.Section {
         let model = checkpoint.model
         let architecture = model.architecture
-        var rows: [[String]] = []
-        var shape = architecture.inputShape
-        let shapes = (try? architecture.validate()) ?? []
-        for (index, spec) in architecture.layers.enumerated() {
-            let single = Architecture(layers: [spec], inputShape: shape.count == 3 ? shape : [1, 1, 1])
-            var parameters = 0
-            switch spec {
-            case let .conv(f, k, _, _): parameters = f * shape[0] * k * k + f
-            case .dense(let n): parameters = n * (shape.first ?? 0) + n
-            default: break
-            }
-            let output = index < shapes.count ? shapes[index] : []
-            rows.append([
-                architecture.layerNames[index] ?? "", single.spec, output.map(String.init).joined(separator: "×"),
-                parameters > 0 ? String(parameters) : "",
-            ])
-            shape = output
+        let shapes = architecture.shapes
+        var rows: [[String]] = architecture.layers.enumerated().map { index, spec in
+            let facts = spec.facts(input: shapes[index])
+            let output = index + 1 < shapes.count ? shapes[index + 1] : []
+            return [
+                architecture.layerNames[index] ?? "", facts.token, output.map(String.init).joined(separator: "×"),
+                (facts.parameters ?? 0) > 0 ? String(facts.parameters ?? 0) : "",
+            ]
         }
         rows.append(["", "total", "", String(model.parameterCount)])
         let images = dataset.test.allImages

@@ -112,18 +112,7 @@ public struct Architecture: Sendable, Equatable, CustomStringConvertible {
     }
 
     /// The canonical spec string.
-    public var spec: String {
-        layers.map { layer -> String in
-            switch layer {
-            case let .conv(f, k, s, p): return "conv\(f)k\(k)" + (s != 1 ? "s\(s)" : "") + (p != 0 ? "p\(p)" : "")
-            case let .maxPool(k, s): return "maxpool\(k)" + (s != k ? "s\(s)" : "")
-            case .relu: return "relu"
-            case .flatten: return "flatten"
-            case let .dense(n): return "dense\(n)"
-            case let .dropout(p): return "dropout\(p)"
-            }
-        }.joined(separator: " ")
-    }
+    public var spec: String { layers.map(\.token).joined(separator: " ") }
 
     public var description: String { name ?? spec }
 
@@ -137,27 +126,11 @@ public struct Architecture: Sendable, Equatable, CustomStringConvertible {
         var shape = inputShape
         var shapes: [[Int]] = []
         for (index, spec) in layers.enumerated() {
-            let place = "layer \(index + 1) (\(Architecture(layers: [spec]).spec))"
-            switch spec {
-            case let .conv(f, k, s, p):
-                guard shape.count == 3 else { throw ArchitectureError("\(place) needs an image, not a vector") }
-                guard shape[1] + 2 * p >= k, shape[2] + 2 * p >= k else {
-                    throw ArchitectureError("\(place): kernel \(k) is larger than its padded input \(shape)")
-                }
-                shape = [f, (shape[1] + 2 * p - k) / s + 1, (shape[2] + 2 * p - k) / s + 1]
-            case let .maxPool(k, s):
-                guard shape.count == 3 else { throw ArchitectureError("\(place) needs an image, not a vector") }
-                guard shape[1] >= k, shape[2] >= k else {
-                    throw ArchitectureError("\(place): window \(k) is larger than its input \(shape)")
-                }
-                shape = [shape[0], (shape[1] - k) / s + 1, (shape[2] - k) / s + 1]
-            case .dense(let n):
-                guard shape.count == 1 else { throw ArchitectureError("\(place) needs a vector: add 'flatten' before it") }
-                shape = [n]
-            case .flatten:
-                shape = [Tensor.elementCount(shape)]
-            case .relu, .dropout:
-                break
+            let place = "layer \(index + 1) (\(spec.token))"
+            do throws(ArchitectureError) {
+                shape = try spec.facts(input: shape).output.get()
+            } catch {
+                throw ArchitectureError("\(place)\(error.description)")
             }
             // Hostile descriptions: refuse absurd sizes before any arithmetic can overflow.
             guard let elements = Architecture.checkedProduct(shape), elements <= Architecture.maximumActivation else {
@@ -194,26 +167,12 @@ public struct Architecture: Sendable, Equatable, CustomStringConvertible {
         var shape = inputShape
         var total = 0
         for spec in layers {
-            var layer: Int? = 0
-            switch spec {
-            case let .conv(f, k, s, p):
-                layer = Architecture.checkedProduct([f, shape.first ?? 0, k, k]).map { $0.addingReportingOverflow(f) }
-                    .flatMap { $0.overflow ? nil : $0.partialValue }
-                shape = shape.count == 3 ? [f, (shape[1] + 2 * p - k) / s + 1, (shape[2] + 2 * p - k) / s + 1] : shape
-            case let .maxPool(k, s):
-                shape = shape.count == 3 ? [shape[0], (shape[1] - k) / s + 1, (shape[2] - k) / s + 1] : shape
-            case .dense(let n):
-                layer = Architecture.checkedProduct([n, (shape.first ?? 0) + 1])
-                shape = [n]
-            case .flatten:
-                guard let count = Architecture.checkedProduct(shape) else { return .max }
-                shape = [count]
-            case .relu, .dropout: break
-            }
-            guard let layer else { return .max }
+            let facts = spec.facts(input: shape)
+            guard let layer = facts.parameters, let next = try? facts.output.get() else { return .max }
             let (sum, overflow) = total.addingReportingOverflow(layer)
             if overflow { return .max }
             total = sum
+            shape = next
         }
         return total
     }
@@ -222,40 +181,109 @@ public struct Architecture: Sendable, Equatable, CustomStringConvertible {
     public var classCount: Int { (try? validate().last?.first) ?? 0 }
 
     /// The PyTorch module name of each layer that has parameters (`conv1`, `conv2`, `fc1`, …),
-    /// nil for the others.
+    /// nil for the others: the module prefix and its count so far.
     public var layerNames: [String?] {
-        var convs = 0
-        var denses = 0
+        var counts: [String: Int] = [:]
         return layers.map { spec in
-            switch spec {
-            case .conv:
-                convs += 1
-                return "conv\(convs)"
-            case .dense:
-                denses += 1
-                return "fc\(denses)"
-            default: return nil
-            }
+            guard let module = spec.facts(input: []).module else { return nil }
+            counts[module, default: 0] += 1
+            return "\(module)\(counts[module] ?? 0)"
         }
     }
+
+    /// The item shape entering each layer, then the output's. The architecture must have
+    /// passed ``validate()``.
+    public var shapes: [[Int]] { [inputShape] + ((try? validate()) ?? []) }
 
     /// Builds the layers with PyTorch's default initialisation. The architecture must
     /// have passed ``validate()``.
     func makeLayers<G: RandomNumberGenerator>(generator: inout G) -> [any Layer] {
-        let shapes = [inputShape] + ((try? validate()) ?? [])
-        return layers.enumerated().map { index, spec -> any Layer in
-            let input = shapes[index]
-            switch spec {
-            case let .conv(f, k, s, p):
-                return Conv2D(
-                    inputChannels: input[0], outputChannels: f, kernelSize: k, stride: s, padding: p,
-                    generator: &generator)
-            case let .maxPool(k, s): return MaxPool2D(kernelSize: k, stride: s)
-            case .relu: return ReLU()
-            case .flatten: return Flatten()
-            case let .dense(n): return Dense(inputFeatures: input[0], outputFeatures: n, generator: &generator)
-            case let .dropout(p): return Dropout(probability: p)
+        let shapes = self.shapes
+        return layers.enumerated().map { index, spec in spec.makeLayer(input: shapes[index], generator: &generator) }
+    }
+}
+
+extension Architecture.LayerSpec {
+    /// What the architecture knows about one layer, given the shape of its input item.
+    public struct Facts: Sendable {
+        /// The layer's spec token, e.g. `conv32k3p1`.
+        public var token: String
+        /// The output item shape, or why the input does not fit (a message that follows
+        /// the layer's name, starting with `: ` or ` `).
+        public var output: Result<[Int], ArchitectureError>
+        /// The trainable parameters; nil when the count overflows.
+        public var parameters: Int?
+        /// Forward work per item: 2 FLOPs per multiply-add (convolutions and dense layers).
+        public var flops: Int
+        /// The PyTorch module prefix of a layer with parameters (`conv`, `fc`), else nil.
+        public var module: String?
+    }
+
+    /// The layer's spec token.
+    public var token: String { facts(input: []).token }
+
+    /// Everything about this layer at `input`, in one place: a new kind of layer adds its
+    /// case here, to the parser, and to ``makeLayer(input:generator:)``.
+    public func facts(input shape: [Int]) -> Facts {
+        let image = shape.count == 3
+        let notImage = Result<[Int], ArchitectureError>.failure(ArchitectureError(" needs an image, not a vector"))
+        switch self {
+        case let .conv(f, k, s, p):
+            var output = notImage
+            var flops = 0
+            if image {
+                if shape[1] + 2 * p >= k, shape[2] + 2 * p >= k {
+                    let out = [f, (shape[1] + 2 * p - k) / s + 1, (shape[2] + 2 * p - k) / s + 1]
+                    output = .success(out)
+                    flops = Architecture.checkedProduct([2, f, shape[0], k, k, out[1], out[2]]) ?? .max
+                } else {
+                    output = .failure(ArchitectureError(": kernel \(k) is larger than its padded input \(shape)"))
+                }
             }
+            let weights = Architecture.checkedProduct([f, shape.first ?? 0, k, k]).map { $0.addingReportingOverflow(f) }
+            return Facts(
+                token: "conv\(f)k\(k)" + (s != 1 ? "s\(s)" : "") + (p != 0 ? "p\(p)" : ""), output: output,
+                parameters: weights.flatMap { $0.overflow ? nil : $0.partialValue }, flops: flops, module: "conv")
+        case let .maxPool(k, s):
+            var output = notImage
+            if image {
+                output =
+                    shape[1] >= k && shape[2] >= k
+                    ? .success([shape[0], (shape[1] - k) / s + 1, (shape[2] - k) / s + 1])
+                    : .failure(ArchitectureError(": window \(k) is larger than its input \(shape)"))
+            }
+            return Facts(
+                token: "maxpool\(k)" + (s != k ? "s\(s)" : ""), output: output, parameters: 0, flops: 0, module: nil)
+        case .dense(let n):
+            return Facts(
+                token: "dense\(n)",
+                output: shape.count == 1 ? .success([n]) : .failure(ArchitectureError(" needs a vector: add 'flatten' before it")),
+                parameters: Architecture.checkedProduct([n, (shape.first ?? 0) + 1]),
+                flops: Architecture.checkedProduct([2, n, shape.first ?? 0]) ?? .max, module: "fc")
+        case .flatten:
+            let count = Architecture.checkedProduct(shape)
+            return Facts(
+                token: "flatten",
+                output: count.map { .success([$0]) } ?? .failure(ArchitectureError(": its input \(shape) is too large")),
+                parameters: 0, flops: 0, module: nil)
+        case .relu:
+            return Facts(token: "relu", output: .success(shape), parameters: 0, flops: 0, module: nil)
+        case .dropout(let p):
+            return Facts(token: "dropout\(p)", output: .success(shape), parameters: 0, flops: 0, module: nil)
+        }
+    }
+
+    /// The layer, with PyTorch's default initialisation, for an input item of `shape`.
+    func makeLayer<G: RandomNumberGenerator>(input shape: [Int], generator: inout G) -> any Layer {
+        switch self {
+        case let .conv(f, k, s, p):
+            return Conv2D(
+                inputChannels: shape[0], outputChannels: f, kernelSize: k, stride: s, padding: p, generator: &generator)
+        case let .maxPool(k, s): return MaxPool2D(kernelSize: k, stride: s)
+        case .relu: return ReLU()
+        case .flatten: return Flatten()
+        case let .dense(n): return Dense(inputFeatures: shape[0], outputFeatures: n, generator: &generator)
+        case let .dropout(p): return Dropout(probability: p)
         }
     }
 }
@@ -274,26 +302,8 @@ extension Architecture {
     /// activations are not counted). The backward pass costs the same again for the input
     /// gradient and again for the parameter gradients.
     public var forwardFLOPs: [Int] {
-        var shape = inputShape
-        var flops: [Int] = []
-        for spec in layers {
-            var work = 0
-            switch spec {
-            case let .conv(f, k, s, p):
-                let outH = (shape[1] + 2 * p - k) / s + 1, outW = (shape[2] + 2 * p - k) / s + 1
-                work = 2 * f * shape[0] * k * k * outH * outW
-                shape = [f, outH, outW]
-            case let .maxPool(k, s):
-                shape = [shape[0], (shape[1] - k) / s + 1, (shape[2] - k) / s + 1]
-            case .dense(let n):
-                work = 2 * n * (shape.first ?? 0)
-                shape = [n]
-            case .flatten: shape = [Tensor.elementCount(shape)]
-            case .relu, .dropout: break
-            }
-            flops.append(work)
-        }
-        return flops
+        let shapes = self.shapes
+        return layers.indices.map { $0 < shapes.count ? layers[$0].facts(input: shapes[$0]).flops : 0 }
     }
 
     /// FLOPs of one training step per item: forward, input gradients of every layer above

@@ -57,6 +57,40 @@ struct ModelTests {
         #expect((try? Architecture.resolve("SEED")) == .seed)
     }
 
+    @Test("each layer's facts: token, output shape, parameters, FLOPs and PyTorch module, worked by hand for seed")
+    func layerFacts() throws {
+        let seed = Architecture.seed
+        #expect(seed.shapes == [
+            [1, 28, 28], [32, 26, 26], [32, 26, 26], [32, 13, 13], [64, 11, 11], [64, 11, 11], [64, 5, 5], [1600],
+            [128], [128], [10],
+        ])
+        let facts = seed.layers.indices.map { seed.layers[$0].facts(input: seed.shapes[$0]) }
+        #expect(facts.map(\.token) == seed.spec.split(separator: " ").map(String.init))
+        #expect(try facts.map { try $0.output.get() } == Array(seed.shapes.dropFirst()))
+        // conv1 32·1·3·3 + 32, conv2 64·32·3·3 + 64, fc1 128·1600 + 128, fc2 10·128 + 10
+        #expect(facts.map(\.parameters) == [320, 0, 0, 18_496, 0, 0, 0, 204_928, 0, 1290])
+        #expect(facts.compactMap(\.parameters).reduce(0, +) == seed.parameterCount)
+        // 2 FLOPs per multiply-add: conv1 2·32·9·26·26, conv2 2·64·32·9·11·11, fc1 2·128·1600, fc2 2·10·128
+        #expect(seed.forwardFLOPs == [389_376, 0, 0, 4_460_544, 0, 0, 0, 409_600, 0, 2560])
+        #expect(facts.map(\.module) == ["conv", nil, nil, "conv", nil, nil, nil, "fc", nil, "fc"])
+        #expect(seed.layerNames == ["conv1", nil, nil, "conv2", nil, nil, nil, "fc1", nil, "fc2"])
+        // Strides and padding: (28 + 2·1 − 3)/2 + 1 = 14; a 3-window stride-2 pool of 14: (14 − 3)/2 + 1 = 6.
+        let strided = try Architecture(parsing: "conv8k3s2p1 maxpool3s2 flatten dense10")
+        #expect(strided.shapes == [[1, 28, 28], [8, 14, 14], [8, 6, 6], [288], [10]])
+        #expect(Architecture.LayerSpec.maxPool(kernelSize: 3, stride: 2).token == "maxpool3s2")
+        #expect(Architecture.LayerSpec.dropout(probability: 0.5).token == "dropout0.5")
+        // What does not fit says so.
+        #expect(throws: ArchitectureError("layer 1 (conv8k30): kernel 30 is larger than its padded input [1, 28, 28]")) {
+            try Architecture(parsing: "conv8k30 flatten dense10")
+        }
+        #expect(throws: ArchitectureError("layer 2 (maxpool2) needs an image, not a vector")) {
+            try Architecture(parsing: "flatten maxpool2 dense10")
+        }
+        #expect(throws: ArchitectureError("layer 1 (maxpool30): window 30 is larger than its input [1, 28, 28]")) {
+            try Architecture(parsing: "maxpool30 flatten dense10")
+        }
+    }
+
     /// A small network with every layer kind, for whole-model checks.
     static let small = try! Architecture(parsing: "conv4k3 relu maxpool2 conv6k3p1 relu maxpool2 flatten dense12 relu dense10")
 

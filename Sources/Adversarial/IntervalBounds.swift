@@ -35,6 +35,7 @@ public struct IntervalBounds: Sendable, Equatable {
 /// identity at inference. The margin specification is folded into the last dense layer: for
 /// label `y` its rows become `W_y − W_j` and its biases `b_y − b_j`, so the lower bound of each
 /// margin `z_y − z_j` is computed directly instead of from separate logit bounds.
+/// Each layer's rule is its ``BoundedLayer/intervalStep(_:)`` (BoundRules.swift).
 ///
 /// ## Soundness under floating point
 /// The bounds hold both for the real-valued network and for the Float32 engine (``Model``).
@@ -82,17 +83,13 @@ public enum IntervalBoundPropagation {
         _ model: Model, images: Tensor, labels: [Int], epsilon: Float
     ) -> [[Float]] {
         precondition(labels.count == images.batchSize, "one label per image")
-        let layers = model.layers
-        guard let last = layers.lastIndex(where: { $0 is Dense }),
-            layers[(last + 1)...].allSatisfy({ $0 is Dropout || $0 is Flatten })
-        else { preconditionFailure("IBP needs a model whose last layer with parameters is dense") }
-        let dense = layers[last] as! Dense
+        let (body, dense) = model.boundedLayers(for: "IBP")
         let box = IntervalBounds.box(around: images, epsilon: epsilon)
         let shards = Compute.shards(count: images.batchSize)
         let parts = Compute.map(shards.count) { index in
             var bounds = IntervalBounds(
                 lower: box.lower.batch(shards[index]), upper: box.upper.batch(shards[index]))
-            for layer in layers[..<last] { bounds = propagate(bounds, through: layer) }
+            for layer in body { bounds = layer.intervalStep(bounds).bounds }
             return foldedMargins(dense, bounds, labels: Array(labels[shards[index]]))
         }
         return parts.flatMap { $0 }
@@ -121,56 +118,14 @@ public enum IntervalBoundPropagation {
         step(bounds, through: layer).bounds
     }
 
-    /// One layer's bounds and, for an affine layer, `|W| max(|l|, |u|) + |b|` per output
-    /// (rounded up): the size of its dot products over the box, which bounds their Float32
-    /// rounding error (CROWN's error terms use it too).
+    /// One layer's bounds and, for an affine layer, the size of its dot products over the
+    /// box (see ``BoundedLayer/intervalStep(_:)``).
     static func step(_ bounds: IntervalBounds, through layer: any Layer) -> (bounds: IntervalBounds, magnitude: Tensor?) {
-        let context = ForwardContext(training: false, needsBackward: false)
-        switch layer {
-        case let conv as Conv2D:
-            let k = conv.inputChannels * conv.kernelSize * conv.kernelSize
-            return affine(bounds, weight: conv.weight, bias: conv.bias, k: k) { weight, bias, x in
-                Conv2D(weight: weight, bias: bias, stride: conv.stride, padding: conv.padding)
-                    .forward(x, context: context).output
-            }
-        case let dense as Dense:
-            let flat = IntervalBounds(
-                lower: bounds.lower.reshaped([bounds.lower.batchSize, bounds.lower.itemCount]),
-                upper: bounds.upper.reshaped([bounds.upper.batchSize, bounds.upper.itemCount]))
-            return affine(flat, weight: dense.weight, bias: dense.bias, k: dense.inputFeatures) {
-                weight, bias, x in
-                Dense(weight: weight, bias: bias).forward(x, context: context).output
-            }
-        case is ReLU:
-            return (
-                IntervalBounds(
-                    lower: bounds.lower.mapScalars { max($0, 0) }, upper: bounds.upper.mapScalars { max($0, 0) }),
-                nil
-            )
-        case let pool as MaxPool2D:
-            // max is monotone in every argument: the bounds of a window's max are the maxes of its bounds
-            return (
-                IntervalBounds(
-                    lower: pool.forward(bounds.lower, context: context).output,
-                    upper: pool.forward(bounds.upper, context: context).output),
-                nil
-            )
-        case let flatten as Flatten:
-            return (
-                IntervalBounds(
-                    lower: flatten.forward(bounds.lower, context: context).output,
-                    upper: flatten.forward(bounds.upper, context: context).output),
-                nil
-            )
-        case is Dropout:
-            return (bounds, nil)
-        default:
-            preconditionFailure("no bound rule for layer \(type(of: layer))")
-        }
+        bounded(layer).intervalStep(bounds)
     }
 
     /// An affine layer in centre–radius form, widened as the type's documentation says.
-    private static func affine(
+    static func affine(
         _ bounds: IntervalBounds, weight: Tensor, bias: Tensor, k: Int,
         apply: (_ weight: Tensor, _ bias: Tensor, _ input: Tensor) -> Tensor
     ) -> (bounds: IntervalBounds, magnitude: Tensor?) {

@@ -132,26 +132,22 @@ public struct IntervalTraining: Sendable {
     static func verifiedLoss(_ model: Model, _ input: IntervalBounds, labels: [Int], gradientScale: Float)
         -> (losses: [Float], logits: Tensor, parameterGradients: [Tensor])
     {
-        let layers = model.layers
-        guard let last = layers.lastIndex(where: { $0 is Dense }),
-            layers[(last + 1)...].allSatisfy({ $0 is Dropout || $0 is Flatten })
-        else { preconditionFailure("interval training needs a model whose last layer with parameters is dense") }
+        let (body, dense) = model.boundedLayers(for: "interval training")
         let context = ForwardContext(training: false, needsBackward: true)
         var bounds = input
         var tape: [BoundStep] = []
-        for layer in layers[..<last] {
+        for layer in body {
             let (next, step) = BoundStep.forward(layer, bounds, context: context)
             tape.append(step)
             bounds = next
         }
-        let dense = layers[last] as! Dense
         let folded = foldedLoss(dense, bounds, labels: labels, gradientScale: gradientScale)
         var gradient = folded.boundsGradient
         var gradients: [[Tensor]] = []
-        let firstTrainable = layers.firstIndex { !$0.parameterNames.isEmpty } ?? 0
+        let firstTrainable = body.firstIndex { !$0.parameterNames.isEmpty } ?? 0
         for (index, step) in tape.enumerated().reversed() {
             let (inputGradient, parameters) = step.backward(
-                layers[index], gradient, needsInputGradient: index > firstTrainable)
+                body[index], gradient, needsInputGradient: index > firstTrainable)
             gradients.append(parameters)
             guard let inputGradient else { break }
             gradient = inputGradient
@@ -235,24 +231,10 @@ enum BoundStep {
     /// A monotone layer: the caches of the lower and of the upper bound.
     case monotone(lower: Any, upper: Any)
 
-    static func forward(_ layer: any Layer, _ bounds: IntervalBounds, context: ForwardContext) -> (IntervalBounds, BoundStep) {
-        let absolute: (any Layer)?
-        let weight: Tensor?
-        switch layer {
-        case let conv as Conv2D:
-            absolute = Conv2D(
-                weight: conv.weight.mapScalars { abs($0) }, bias: Tensor(shape: conv.bias.shape),
-                stride: conv.stride, padding: conv.padding)
-            weight = conv.weight
-        case let dense as Dense:
-            absolute = Dense(weight: dense.weight.mapScalars { abs($0) }, bias: Tensor(shape: dense.bias.shape))
-            weight = dense.weight
-        case is ReLU, is MaxPool2D, is Flatten, is Dropout:
-            (absolute, weight) = (nil, nil)
-        default:
-            preconditionFailure("no interval training rule for layer \(type(of: layer))")
-        }
-        if let absolute, let weight {
+    static func forward(_ layer: any BoundedLayer, _ bounds: IntervalBounds, context: ForwardContext)
+        -> (IntervalBounds, BoundStep)
+    {
+        if let (absolute, weight) = layer.centreRadius {
             let center = 0.5 * (bounds.lower + bounds.upper)
             let radius = 0.5 * (bounds.upper - bounds.lower)
             let (c, centerCache) = open(layer, center, context)

@@ -17,6 +17,7 @@ import NeuralNet
 ///   (then the max is `x_j`), else by the constant `max_i u_i`;
 /// - ``Flatten`` reshapes, ``Dropout`` is the identity at inference.
 /// At the input, `Λ·x` over the box is concretised exactly (in Double).
+/// Each layer's rule is its ``BoundedLayer/linearStep(_:input:magnitude:terms:)`` (BoundRules.swift).
 ///
 /// The bound returned is never looser than IBP's: each margin's bound is the larger of the
 /// two, both sound.
@@ -75,16 +76,12 @@ public enum LinearBoundPropagation {
     /// CROWN for one shard of images, each margin's bound the larger of CROWN's and IBP's
     /// (both from the same forward pass); rows are (image, class) pairs.
     private static func shardBounds(_ model: Model, _ box: IntervalBounds, labels: [Int]) -> [[Float]] {
-        let layers = model.layers
-        guard let last = layers.lastIndex(where: { $0 is Dense }),
-            layers[(last + 1)...].allSatisfy({ $0 is Dropout || $0 is Flatten })
-        else { preconditionFailure("CROWN needs a model whose last layer with parameters is dense") }
-        let dense = layers[last] as! Dense
+        let (body, dense) = model.boundedLayers(for: "CROWN")
         // Forward: every layer's input bounds (IBP).
         var records: [Record] = []
         var bounds = box
-        for layer in layers[..<last] {
-            let (next, magnitude) = IntervalBoundPropagation.step(bounds, through: layer)
+        for layer in body {
+            let (next, magnitude) = layer.intervalStep(bounds)
             records.append(Record(input: bounds, magnitude: magnitude))
             bounds = next
         }
@@ -96,9 +93,8 @@ public enum LinearBoundPropagation {
         let w = dense.weight.scalars
         let b = dense.bias.scalars
         var lambda = Tensor(shape: [rows, I])
-        var constant = [Double](repeating: 0, count: rows)
-        var slack = [Double](repeating: 0, count: rows)  // error terms, subtracted at the end
-        var size = [Double](repeating: 0, count: rows)  // absolute sums of the Double sums
+        let zeros = [Double](repeating: 0, count: rows)
+        var terms = LinearTerms(classes: classes, constant: zeros, slack: zeros, size: zeros)
         let flatLast = bounds.lower.reshaped([n, I])
         let flatLastUpper = bounds.upper.reshaped([n, I])
         lambda.scalars.withUnsafeMutableBufferPointer { lam in
@@ -106,58 +102,29 @@ public enum LinearBoundPropagation {
                 let y = labels[image]
                 for j in 0..<classes where j != y {
                     let row = image * classes + j
-                    constant[row] = Double(b[y]) - Double(b[j])
-                    size[row] = abs(Double(b[y])) + abs(Double(b[j]))
+                    terms.constant[row] = Double(b[y]) - Double(b[j])
+                    terms.size[row] = abs(Double(b[y])) + abs(Double(b[j]))
                     var s = abs(Double(b[y])) + abs(Double(b[j]))
                     for i in 0..<I {
                         lam[row * I + i] = w[y * I + i] - w[j * I + i]
                         let m = max(abs(Double(flatLast.scalars[image * I + i])), abs(Double(flatLastUpper.scalars[image * I + i])))
                         s += (abs(Double(w[y * I + i])) + abs(Double(w[j * I + i]))) * m
                     }
-                    slack[row] += 4 * Double(I + 2) * u * s
+                    terms.slack[row] += 4 * Double(I + 2) * u * s
                 }
             }
         }
         lambda = lambda.reshaped([rows] + Array(bounds.lower.shape.dropFirst()))
         // Backward through the layers before the last dense one.
-        for index in stride(from: last - 1, through: 0, by: -1) {
-            let layer = layers[index]
-            let record = records[index]
-            let inputShape = Array(record.input.lower.shape.dropFirst())
-            switch layer {
-            case let conv as Conv2D:
-                let k = conv.inputChannels * conv.kernelSize * conv.kernelSize
-                let kPrime = conv.outputChannels * conv.kernelSize * conv.kernelSize
-                affineTerms(lambda, bias: conv.bias, magnitude: record.magnitude!, k: k, kPrime: kPrime,
-                    classes: classes, constant: &constant, slack: &slack, size: &size)
-                let cache = Tensor(shape: [rows] + inputShape)
-                lambda = conv.backward(lambda, cache: cache, needsInputGradient: true, needsParameterGradients: false)
-                    .inputGradient!
-            case let dense as Dense:
-                let flat = lambda.reshaped([rows, dense.outputFeatures])
-                affineTerms(flat, bias: dense.bias, magnitude: record.magnitude!, k: dense.inputFeatures,
-                    kPrime: dense.outputFeatures, classes: classes, constant: &constant, slack: &slack, size: &size)
-                let cache = Tensor(shape: [rows, dense.inputFeatures])
-                lambda = dense.backward(flat, cache: cache, needsInputGradient: true, needsParameterGradients: false)
-                    .inputGradient!
-                lambda = lambda.reshaped([rows] + inputShape)
-            case is ReLU:
-                lambda = relu(lambda, record.input, classes: classes, constant: &constant, slack: &slack, size: &size)
-            case let pool as MaxPool2D:
-                lambda = maxPool(
-                    lambda, pool, record.input, classes: classes, constant: &constant, slack: &slack, size: &size)
-            case is Flatten, is Dropout:
-                lambda = lambda.reshaped([rows] + inputShape)
-            default:
-                preconditionFailure("no linear bound rule for layer \(type(of: layer))")
-            }
+        for (layer, record) in zip(body, records).reversed() {
+            lambda = layer.linearStep(lambda, input: record.input, magnitude: record.magnitude, terms: &terms)
         }
         // Concretise Λ·x over the input box.
         let d = box.lower.itemCount
         func crownBound(_ image: Int, _ j: Int) -> Float {
             let row = image * classes + j
-            var sum = constant[row]
-            var absolute = size[row]
+            var sum = terms.constant[row]
+            var absolute = terms.size[row]
             lambda.scalars.withUnsafeBufferPointer { lam in
                 box.lower.scalars.withUnsafeBufferPointer { lo in
                     box.upper.scalars.withUnsafeBufferPointer { hi in
@@ -170,7 +137,7 @@ public enum LinearBoundPropagation {
                     }
                 }
             }
-            let bound = sum - slack[row] - 0x1p-30 * absolute - 1e-30
+            let bound = sum - terms.slack[row] - 0x1p-30 * absolute - 1e-30
             guard bound.isFinite else { return -.infinity }
             return Float(bound).nextDown
         }
@@ -183,11 +150,13 @@ public enum LinearBoundPropagation {
         }
     }
 
-    /// An affine layer's constant `Λ·b` and its error term `4 (k + k' + 2) 2⁻²⁴ |Λ|·s`.
-    private static func affineTerms(
-        _ lambda: Tensor, bias: Tensor, magnitude: Tensor, k: Int, kPrime: Int, classes: Int,
-        constant: inout [Double], slack: inout [Double], size: inout [Double]
+    /// An affine layer's constant `Λ·b` and its error term `4 (k + k' + 2) 2⁻²⁴ |Λ|·s`, with
+    /// `s` the `magnitude` of the layer's IBP step.
+    static func affineTerms(
+        _ lambda: Tensor, bias: Tensor, magnitude: Tensor?, k: Int, kPrime: Int, terms: inout LinearTerms
     ) {
+        guard let magnitude else { preconditionFailure("an affine layer's IBP step returns its magnitude") }
+        let classes = terms.classes
         let rows = lambda.batchSize
         let width = lambda.itemCount
         let perChannel = width / bias.count
@@ -210,133 +179,12 @@ public enum LinearBoundPropagation {
                             e += abs(v) * Double(s[image * width + i])
                             nonzero += v != 0 ? 1 : 0
                         }
-                        constant[row] += c
-                        size[row] += a
-                        slack[row] += factor * e + tiny * nonzero
+                        terms.constant[row] += c
+                        terms.size[row] += a
+                        terms.slack[row] += factor * e + tiny * nonzero
                     }
                 }
             }
         }
-    }
-
-    /// ReLU's relaxation: the new coefficients on its input, the intercepts in `constant`.
-    private static func relu(
-        _ lambda: Tensor, _ input: IntervalBounds, classes: Int,
-        constant: inout [Double], slack: inout [Double], size: inout [Double]
-    ) -> Tensor {
-        let rows = lambda.batchSize
-        let width = lambda.itemCount
-        var out = lambda
-        out.scalars.withUnsafeMutableBufferPointer { lam in
-            input.lower.scalars.withUnsafeBufferPointer { lo in
-                input.upper.scalars.withUnsafeBufferPointer { hi in
-                    for row in 0..<rows {
-                        let image = row / classes
-                        var c = 0.0
-                        var e = 0.0
-                        var a = 0.0
-                        for i in 0..<width {
-                            let v = lam[row * width + i]
-                            guard v != 0 else { continue }
-                            let (l, u) = (lo[image * width + i], hi[image * width + i])
-                            if u <= 0 {
-                                lam[row * width + i] = 0
-                            } else if l >= 0 {
-                                continue
-                            } else if v > 0 {
-                                // below by α z: α = 1 when u > −l, else 0
-                                lam[row * width + i] = u > -l ? v : 0
-                            } else {
-                                // above by slope · (z − l), the slope rounded up
-                                let slope = (u / (u - l).nextDown).nextUp
-                                let scaled = v * slope
-                                lam[row * width + i] = scaled
-                                let intercept = Double(v) * Double(slope) * Double(l)
-                                c -= intercept
-                                a += abs(intercept)
-                                e += abs(Double(scaled)) * Double(max(-l, u)) * 0x1p-23
-                            }
-                        }
-                        constant[row] += c
-                        size[row] += a
-                        slack[row] += e
-                    }
-                }
-            }
-        }
-        return out
-    }
-
-    /// Max pooling's relaxation (see the type's documentation): coefficients routed to each
-    /// window's input with the largest lower bound, or a constant `max u` for a negative
-    /// coefficient on a window whose maximum is not settled.
-    private static func maxPool(
-        _ lambda: Tensor, _ pool: MaxPool2D, _ input: IntervalBounds, classes: Int,
-        constant: inout [Double], slack: inout [Double], size: inout [Double]
-    ) -> Tensor {
-        let rows = lambda.batchSize
-        let (C, H, W) = (input.lower.shape[1], input.lower.shape[2], input.lower.shape[3])
-        let (P, Q) = (lambda.shape[2], lambda.shape[3])
-        let (K, S) = (pool.kernelSize, pool.stride)
-        var out = Tensor(shape: [rows, C, H, W])
-        out.scalars.withUnsafeMutableBufferPointer { dx in
-            lambda.scalars.withUnsafeBufferPointer { lam in
-                input.lower.scalars.withUnsafeBufferPointer { lo in
-                    input.upper.scalars.withUnsafeBufferPointer { hi in
-                        for row in 0..<rows {
-                            let image = row / classes
-                            var c = 0.0
-                            var a = 0.0
-                            var e = 0.0
-                            for ch in 0..<C {
-                                let plane = (image * C + ch) * H * W
-                                let outPlane = (row * C + ch) * H * W
-                                for p in 0..<P {
-                                    for q in 0..<Q {
-                                        let v = lam[((row * C + ch) * P + p) * Q + q]
-                                        guard v != 0 else { continue }
-                                        var best = -1
-                                        var bestLower = -Float.infinity
-                                        var maxUpper = -Float.infinity
-                                        for a in 0..<K {
-                                            for b in 0..<K {
-                                                let i = (p * S + a) * W + q * S + b
-                                                if best < 0 || lo[plane + i] > bestLower {
-                                                    best = i
-                                                    bestLower = lo[plane + i]
-                                                }
-                                                maxUpper = max(maxUpper, hi[plane + i])
-                                            }
-                                        }
-                                        var settled = true
-                                        for a in 0..<K {
-                                            for b in 0..<K {
-                                                let i = (p * S + a) * W + q * S + b
-                                                if i != best && hi[plane + i] > bestLower { settled = false }
-                                            }
-                                        }
-                                        if v > 0 || settled {
-                                            dx[outPlane + best] += v
-                                            if S < K {
-                                                // overlapping windows sum their coefficients
-                                                let m = max(abs(lo[plane + best]), abs(hi[plane + best]))
-                                                e += Double(K * K) * 0x1p-23 * abs(Double(v)) * Double(m)
-                                            }
-                                        } else {
-                                            c += Double(v) * Double(maxUpper)
-                                            a += abs(Double(v) * Double(maxUpper))
-                                        }
-                                    }
-                                }
-                            }
-                            constant[row] += c
-                            size[row] += a
-                            slack[row] += e
-                        }
-                    }
-                }
-            }
-        }
-        return out
     }
 }

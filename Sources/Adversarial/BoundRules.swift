@@ -1,0 +1,290 @@
+import NeuralNet
+
+/// A layer's rule in each bound pass, in one place.
+///
+/// IBP (``IntervalBoundPropagation``), CROWN (``LinearBoundPropagation``) and interval
+/// training (``IntervalTraining``) see a layer only through this protocol. A new layer
+/// conforms once, in this file, and no pass changes. A new pass adds one requirement, with
+/// one rule per layer beside that layer's others.
+protocol BoundedLayer: Layer {
+    /// IBP: bounds on the output for inputs in `bounds`. An affine layer also returns
+    /// `|W| max(|l|, |u|) + |b|` per output, rounded up. That value bounds the Float32
+    /// rounding error of its dot products, and CROWN's error terms use it too.
+    func intervalStep(_ bounds: IntervalBounds) -> (bounds: IntervalBounds, magnitude: Tensor?)
+
+    /// CROWN, backward: the coefficients on the layer's input, given the coefficients `Λ`
+    /// on its output (`[rows, …]`, one row per image and class). The layer's constant,
+    /// relaxation intercepts and error terms go into `terms`. `input` holds the IBP bounds
+    /// on the layer's input. `magnitude` is what ``intervalStep(_:)`` returned.
+    func linearStep(_ lambda: Tensor, input: IntervalBounds, magnitude: Tensor?, terms: inout LinearTerms) -> Tensor
+
+    /// Interval training: an affine layer runs in centre–radius form. This is the same
+    /// layer with `|W|` and no bias, and `W` itself (for the sign in the weight gradient).
+    /// Nil for a monotone layer, which maps the lower and the upper bound separately.
+    var centreRadius: (absolute: any Layer, weight: Tensor)? { get }
+}
+
+/// The constant and error terms that a CROWN backward pass collects, one per row (an
+/// image and class pair).
+struct LinearTerms {
+    /// Classes per image: row `r` belongs to image `r / classes`.
+    let classes: Int
+    /// Every layer's `Λ·b` and relaxation intercepts.
+    var constant: [Double]
+    /// Error terms, subtracted at the end.
+    var slack: [Double]
+    /// Absolute sums of the Double sums, for their own rounding.
+    var size: [Double]
+}
+
+extension Model {
+    /// The model as the bound passes see it: every layer before the last dense one, each
+    /// with its bound rules, and that dense layer, into which the margin specification is
+    /// folded.
+    ///
+    /// - Precondition: the last layer with parameters is ``Dense``, and only layers that are
+    ///   the identity at inference (dropout, flatten) follow it.
+    func boundedLayers(for pass: String) -> (body: [any BoundedLayer], last: Dense) {
+        guard let last = layers.lastIndex(where: { $0 is Dense }), let dense = layers[last] as? Dense,
+            layers[(last + 1)...].allSatisfy({ $0 is Dropout || $0 is Flatten })
+        else { preconditionFailure("\(pass) needs a model whose last layer with parameters is dense") }
+        return (layers[..<last].map { bounded($0) }, dense)
+    }
+}
+
+/// A layer's bound rules.
+func bounded(_ layer: any Layer) -> any BoundedLayer {
+    guard let rules = layer as? any BoundedLayer else { preconditionFailure("no bound rules for layer \(type(of: layer))") }
+    return rules
+}
+
+private let inference = ForwardContext(training: false, needsBackward: false)
+
+// MARK: Affine layers
+
+extension Conv2D: BoundedLayer {
+    func intervalStep(_ bounds: IntervalBounds) -> (bounds: IntervalBounds, magnitude: Tensor?) {
+        IntervalBoundPropagation.affine(bounds, weight: weight, bias: bias, k: inputChannels * kernelSize * kernelSize) {
+            weight, bias, x in
+            Conv2D(weight: weight, bias: bias, stride: stride, padding: padding).forward(x, context: inference).output
+        }
+    }
+
+    func linearStep(_ lambda: Tensor, input: IntervalBounds, magnitude: Tensor?, terms: inout LinearTerms) -> Tensor {
+        LinearBoundPropagation.affineTerms(
+            lambda, bias: bias, magnitude: magnitude, k: inputChannels * kernelSize * kernelSize,
+            kPrime: outputChannels * kernelSize * kernelSize, terms: &terms)
+        // ΛW is the input gradient; a convolution's backward reads only the input's shape.
+        let cache = Tensor(shape: [lambda.batchSize] + Array(input.lower.shape.dropFirst()))
+        return inputGradient(of: self, lambda, cache: cache)
+    }
+
+    var centreRadius: (absolute: any Layer, weight: Tensor)? {
+        (Conv2D(weight: weight.mapScalars { abs($0) }, bias: Tensor(shape: bias.shape), stride: stride, padding: padding), weight)
+    }
+}
+
+extension Dense: BoundedLayer {
+    func intervalStep(_ bounds: IntervalBounds) -> (bounds: IntervalBounds, magnitude: Tensor?) {
+        let flat = IntervalBounds(
+            lower: bounds.lower.reshaped([bounds.lower.batchSize, bounds.lower.itemCount]),
+            upper: bounds.upper.reshaped([bounds.upper.batchSize, bounds.upper.itemCount]))
+        return IntervalBoundPropagation.affine(flat, weight: weight, bias: bias, k: inputFeatures) { weight, bias, x in
+            Dense(weight: weight, bias: bias).forward(x, context: inference).output
+        }
+    }
+
+    func linearStep(_ lambda: Tensor, input: IntervalBounds, magnitude: Tensor?, terms: inout LinearTerms) -> Tensor {
+        let rows = lambda.batchSize
+        let flat = lambda.reshaped([rows, outputFeatures])
+        LinearBoundPropagation.affineTerms(
+            flat, bias: bias, magnitude: magnitude, k: inputFeatures, kPrime: outputFeatures, terms: &terms)
+        return inputGradient(of: self, flat, cache: Tensor(shape: [rows, inputFeatures]))
+            .reshaped([rows] + Array(input.lower.shape.dropFirst()))
+    }
+
+    var centreRadius: (absolute: any Layer, weight: Tensor)? {
+        (Dense(weight: weight.mapScalars { abs($0) }, bias: Tensor(shape: bias.shape)), weight)
+    }
+}
+
+/// `Λ W`: an affine layer's input gradient for output gradient `lambda`.
+private func inputGradient<L: Layer>(of layer: L, _ lambda: Tensor, cache: L.Cache) -> Tensor {
+    guard let gradient = layer.backward(lambda, cache: cache, needsInputGradient: true, needsParameterGradients: false)
+        .inputGradient
+    else { preconditionFailure("\(L.self) returned no input gradient") }
+    return gradient
+}
+
+// MARK: Monotone layers
+
+extension ReLU: BoundedLayer {
+    func intervalStep(_ bounds: IntervalBounds) -> (bounds: IntervalBounds, magnitude: Tensor?) {
+        (IntervalBounds(lower: bounds.lower.mapScalars { max($0, 0) }, upper: bounds.upper.mapScalars { max($0, 0) }), nil)
+    }
+
+    /// Inactive (`u ≤ 0`) → 0, active (`l ≥ 0`) → identity; unstable: below by `α z` with
+    /// `α = 1` when `u > −l`, else 0, above by `u (z − l) / (u − l)`. A positive coefficient
+    /// takes the lower line, a negative one the upper.
+    func linearStep(_ lambda: Tensor, input: IntervalBounds, magnitude: Tensor?, terms: inout LinearTerms) -> Tensor {
+        let rows = lambda.batchSize
+        let width = lambda.itemCount
+        let classes = terms.classes
+        var out = lambda
+        out.scalars.withUnsafeMutableBufferPointer { lam in
+            input.lower.scalars.withUnsafeBufferPointer { lo in
+                input.upper.scalars.withUnsafeBufferPointer { hi in
+                    for row in 0..<rows {
+                        let image = row / classes
+                        var c = 0.0
+                        var e = 0.0
+                        var a = 0.0
+                        for i in 0..<width {
+                            let v = lam[row * width + i]
+                            guard v != 0 else { continue }
+                            let (l, u) = (lo[image * width + i], hi[image * width + i])
+                            if u <= 0 {
+                                lam[row * width + i] = 0
+                            } else if l >= 0 {
+                                continue
+                            } else if v > 0 {
+                                // below by α z: α = 1 when u > −l, else 0
+                                lam[row * width + i] = u > -l ? v : 0
+                            } else {
+                                // above by slope · (z − l), the slope rounded up
+                                let slope = (u / (u - l).nextDown).nextUp
+                                let scaled = v * slope
+                                lam[row * width + i] = scaled
+                                let intercept = Double(v) * Double(slope) * Double(l)
+                                c -= intercept
+                                a += abs(intercept)
+                                e += abs(Double(scaled)) * Double(max(-l, u)) * 0x1p-23
+                            }
+                        }
+                        terms.constant[row] += c
+                        terms.size[row] += a
+                        terms.slack[row] += e
+                    }
+                }
+            }
+        }
+        return out
+    }
+
+    var centreRadius: (absolute: any Layer, weight: Tensor)? { nil }
+}
+
+extension MaxPool2D: BoundedLayer {
+    /// `max` is monotone in every argument: the bounds of a window's max are the maxes of
+    /// its bounds.
+    func intervalStep(_ bounds: IntervalBounds) -> (bounds: IntervalBounds, magnitude: Tensor?) {
+        (eachBound(self, bounds), nil)
+    }
+
+    /// DeepPoly's relaxation: below by `x_j`, the input with the largest lower bound; above
+    /// by `x_j` too when `l_j` is at least every other input's upper bound (then the max is
+    /// `x_j`), else by the constant `max_i u_i`. So a coefficient goes to each window's
+    /// input with the largest lower bound, or, negative on a window whose maximum is not
+    /// settled, into the constant as `Λ · max u`.
+    func linearStep(_ lambda: Tensor, input: IntervalBounds, magnitude: Tensor?, terms: inout LinearTerms) -> Tensor {
+        let rows = lambda.batchSize
+        let classes = terms.classes
+        let (C, H, W) = (input.lower.shape[1], input.lower.shape[2], input.lower.shape[3])
+        let (P, Q) = (lambda.shape[2], lambda.shape[3])
+        let (K, S) = (kernelSize, stride)
+        var out = Tensor(shape: [rows, C, H, W])
+        out.scalars.withUnsafeMutableBufferPointer { dx in
+            lambda.scalars.withUnsafeBufferPointer { lam in
+                input.lower.scalars.withUnsafeBufferPointer { lo in
+                    input.upper.scalars.withUnsafeBufferPointer { hi in
+                        for row in 0..<rows {
+                            let image = row / classes
+                            var c = 0.0
+                            var a = 0.0
+                            var e = 0.0
+                            for ch in 0..<C {
+                                let plane = (image * C + ch) * H * W
+                                let outPlane = (row * C + ch) * H * W
+                                for p in 0..<P {
+                                    for q in 0..<Q {
+                                        let v = lam[((row * C + ch) * P + p) * Q + q]
+                                        guard v != 0 else { continue }
+                                        var best = -1
+                                        var bestLower = -Float.infinity
+                                        var maxUpper = -Float.infinity
+                                        for a in 0..<K {
+                                            for b in 0..<K {
+                                                let i = (p * S + a) * W + q * S + b
+                                                if best < 0 || lo[plane + i] > bestLower {
+                                                    best = i
+                                                    bestLower = lo[plane + i]
+                                                }
+                                                maxUpper = max(maxUpper, hi[plane + i])
+                                            }
+                                        }
+                                        var settled = true
+                                        for a in 0..<K {
+                                            for b in 0..<K {
+                                                let i = (p * S + a) * W + q * S + b
+                                                if i != best && hi[plane + i] > bestLower { settled = false }
+                                            }
+                                        }
+                                        if v > 0 || settled {
+                                            dx[outPlane + best] += v
+                                            if S < K {
+                                                // overlapping windows sum their coefficients
+                                                let m = max(abs(lo[plane + best]), abs(hi[plane + best]))
+                                                e += Double(K * K) * 0x1p-23 * abs(Double(v)) * Double(m)
+                                            }
+                                        } else {
+                                            c += Double(v) * Double(maxUpper)
+                                            a += abs(Double(v) * Double(maxUpper))
+                                        }
+                                    }
+                                }
+                            }
+                            terms.constant[row] += c
+                            terms.size[row] += a
+                            terms.slack[row] += e
+                        }
+                    }
+                }
+            }
+        }
+        return out
+    }
+
+    var centreRadius: (absolute: any Layer, weight: Tensor)? { nil }
+}
+
+/// A monotone layer's bounds: the layer applied to the lower and to the upper bound.
+private func eachBound<L: Layer>(_ layer: L, _ bounds: IntervalBounds) -> IntervalBounds {
+    IntervalBounds(
+        lower: layer.forward(bounds.lower, context: inference).output,
+        upper: layer.forward(bounds.upper, context: inference).output)
+}
+
+// MARK: Reshaping and identity layers
+
+extension Flatten: BoundedLayer {
+    func intervalStep(_ bounds: IntervalBounds) -> (bounds: IntervalBounds, magnitude: Tensor?) {
+        (eachBound(self, bounds), nil)
+    }
+
+    func linearStep(_ lambda: Tensor, input: IntervalBounds, magnitude: Tensor?, terms: inout LinearTerms) -> Tensor {
+        lambda.reshaped([lambda.batchSize] + Array(input.lower.shape.dropFirst()))
+    }
+
+    var centreRadius: (absolute: any Layer, weight: Tensor)? { nil }
+}
+
+/// The identity at inference, which is where bounds are computed.
+extension Dropout: BoundedLayer {
+    func intervalStep(_ bounds: IntervalBounds) -> (bounds: IntervalBounds, magnitude: Tensor?) { (bounds, nil) }
+
+    func linearStep(_ lambda: Tensor, input: IntervalBounds, magnitude: Tensor?, terms: inout LinearTerms) -> Tensor {
+        lambda.reshaped([lambda.batchSize] + Array(input.lower.shape.dropFirst()))
+    }
+
+    var centreRadius: (absolute: any Layer, weight: Tensor)? { nil }
+}

@@ -115,13 +115,7 @@ public enum IntervalBoundPropagation {
     // MARK: Layers
 
     static func propagate(_ bounds: IntervalBounds, through layer: any Layer) -> IntervalBounds {
-        step(bounds, through: layer).bounds
-    }
-
-    /// One layer's bounds and, for an affine layer, the size of its dot products over the
-    /// box (see ``BoundedLayer/intervalStep(_:)``).
-    static func step(_ bounds: IntervalBounds, through layer: any Layer) -> (bounds: IntervalBounds, magnitude: Tensor?) {
-        bounded(layer).intervalStep(bounds)
+        bounded(layer).intervalStep(bounds).bounds
     }
 
     /// An affine layer in centre–radius form, widened as the type's documentation says.

@@ -127,8 +127,8 @@ public struct IntervalTraining: Sendable {
     /// Affine layers run in centre–radius form, `c' = f(c)` and `r' = |f|(r)` (the layer with
     /// `|W|` and no bias), so their backward is the layer's own, twice: with `g_c' = g_l' + g_u'`
     /// and `g_r' = g_u' − g_l'`, `g_l = (g_c − g_r)/2`, `g_u = (g_c + g_r)/2`, and the weight
-    /// gradient `dW_f + sign(W) ⊙ dW_|f|`. Monotone layers (ReLU, max pooling, flatten) map the
-    /// lower and the upper bound separately, so their backward is their own on each.
+    /// gradient `dW_f + sign(W) ⊙ dW_|f|`. The other layers (``BoundedLayer/centreRadius`` nil) map
+    /// the lower and the upper bound separately, so their backward is their own on each.
     static func verifiedLoss(_ model: Model, _ input: IntervalBounds, labels: [Int], gradientScale: Float)
         -> (losses: [Float], logits: Tensor, parameterGradients: [Tensor])
     {
@@ -144,7 +144,7 @@ public struct IntervalTraining: Sendable {
         let folded = foldedLoss(dense, bounds, labels: labels, gradientScale: gradientScale)
         var gradient = folded.boundsGradient
         var gradients: [[Tensor]] = []
-        let firstTrainable = body.firstIndex { !$0.parameterNames.isEmpty } ?? 0
+        let firstTrainable = body.firstIndex { !$0.parameterNames.isEmpty } ?? body.count
         for (index, step) in tape.enumerated().reversed() {
             let (inputGradient, parameters) = step.backward(
                 body[index], gradient, needsInputGradient: index > firstTrainable)

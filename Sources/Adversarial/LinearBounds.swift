@@ -6,18 +6,12 @@ import NeuralNet
 /// propagated backward from the folded last layer, with every intermediate layer's bounds
 /// from ``IntervalBoundPropagation``.
 ///
-/// Per layer, backward, for coefficients `Λ` on the layer's output:
-/// - ``Dense``, ``Conv2D`` (any stride and padding): `Λ·(Wa + b) = (ΛW)·a + Λ·b`, `ΛW` by the
-///   layer's own input-gradient pass;
-/// - ``ReLU`` on `[l, u]`: inactive (`u ≤ 0`) → 0, active (`l ≥ 0`) → identity; unstable:
-///   below by `α z` with `α = 1` when `u > −l`, else 0 (CROWN's adaptive slope), above by
-///   `u (z − l) / (u − l)`; a positive coefficient takes the lower line, a negative one the upper;
-/// - ``MaxPool2D``, a sound relaxation (DeepPoly's): below by `x_j`, the input with the largest
-///   lower bound; above by `x_j` too when `l_j` is at least every other input's upper bound
-///   (then the max is `x_j`), else by the constant `max_i u_i`;
-/// - ``Flatten`` reshapes, ``Dropout`` is the identity at inference.
+/// Per layer, backward, for coefficients `Λ` on the layer's output, each layer's
+/// ``BoundedLayer/linearStep(_:input:magnitude:terms:)`` (BoundRules.swift): affine layers
+/// carry `Λ` back by their own input-gradient pass, `Λ·(Wa + b) = (ΛW)·a + Λ·b`; ReLU takes
+/// CROWN's adaptive linear bounds; max pooling DeepPoly's sound relaxation; flatten and
+/// dropout (the identity at inference) reshape.
 /// At the input, `Λ·x` over the box is concretised exactly (in Double).
-/// Each layer's rule is its ``BoundedLayer/linearStep(_:input:magnitude:terms:)`` (BoundRules.swift).
 ///
 /// The bound returned is never looser than IBP's: each margin's bound is the larger of the
 /// two, both sound.

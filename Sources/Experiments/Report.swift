@@ -118,7 +118,7 @@ public struct ReportBuilder: Sendable {
         let architecture = model.architecture
         let shapes = architecture.shapes
         var rows: [[String]] = architecture.layers.enumerated().map { index, spec in
-            let facts = spec.facts(input: shapes[index])
+            let facts = spec.facts(input: index < shapes.count ? shapes[index] : [])
             let output = index + 1 < shapes.count ? shapes[index + 1] : []
             return [
                 architecture.layerNames[index] ?? "", facts.token, output.map(String.init).joined(separator: "×"),

@@ -162,7 +162,8 @@ public struct Architecture: Sendable, Equatable, CustomStringConvertible {
         return product
     }
 
-    /// The number of trainable parameters (`Int.max` for descriptions too large to count).
+    /// The number of trainable parameters (`Int.max` for descriptions too large to count,
+    /// or whose layers do not fit their inputs).
     public var parameterCount: Int {
         var shape = inputShape
         var total = 0

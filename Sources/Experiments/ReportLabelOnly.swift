@@ -93,8 +93,8 @@ extension ReportBuilder {
         }
         let finite = (curves.flatMap { $0.points.map(\.median) } + [cwMedian]).filter(\.isFinite)
         let chart = LineChart(
-            title: "Median L2 of the perturbation against queries", xLabel: "queries per digit (budget)",
-            yLabel: "median L2", series: series, yRange: 0...max(1, Double(finite.max() ?? 1) * 1.1))
+            title: "Median L2 of the perturbation against queries", xLabel: "queries per digit (budget, log scale)",
+            yLabel: "median L2", series: series, yRange: 0...max(1, Double(finite.max() ?? 1) * 1.1), xScale: .logarithmic)
         var rows: [[String]] = []
         for curve in curves {
             rows.append(

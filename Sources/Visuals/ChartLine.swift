@@ -63,6 +63,9 @@ public struct LineChart: SVGChart, Equatable {
     public var yRange: ClosedRange<Double>?
     /// How the horizontal tick labels are written.
     public var xFormat: ChartNumberFormat
+    /// Whether the horizontal axis is linear or logarithmic (points with x ≤ 0 are then
+    /// skipped).
+    public var xScale: ChartAxisScale
     /// How the vertical tick labels are written (`.percent` for accuracy and confidence).
     public var yFormat: ChartNumberFormat
     /// Whether every point gets a circular marker.
@@ -75,7 +78,7 @@ public struct LineChart: SVGChart, Equatable {
     /// Creates a line chart.
     public init(
         title: String, xLabel: String = "", yLabel: String = "", series: [Series],
-        yRange: ClosedRange<Double>? = nil, xFormat: ChartNumberFormat = .automatic,
+        yRange: ClosedRange<Double>? = nil, xFormat: ChartNumberFormat = .automatic, xScale: ChartAxisScale = .linear,
         yFormat: ChartNumberFormat = .automatic, showsMarkers: Bool = true, width: Double = 640, height: Double = 360
     ) {
         self.title = title
@@ -84,6 +87,7 @@ public struct LineChart: SVGChart, Equatable {
         self.series = series
         self.yRange = yRange
         self.xFormat = xFormat
+        self.xScale = xScale
         self.yFormat = yFormat
         self.showsMarkers = showsMarkers
         self.width = width
@@ -105,7 +109,7 @@ public struct LineChart: SVGChart, Equatable {
         header.draw(into: &svg)
 
         // Axes: fitted to the finite points, widened to yRange.
-        let finite = series.flatMap(\.points).filter { $0.x.isFinite && $0.y.isFinite }
+        let finite = series.flatMap(\.points).filter(drawable)
         let xExtent = finiteExtent(finite.map(\.x)) ?? (0, 1)
         var yExtent = finiteExtent(finite.map(\.y)) ?? (yRange.map { ($0.lowerBound, $0.upperBound) } ?? (0, 1))
         if let yRange, yRange.lowerBound.isFinite, yRange.upperBound.isFinite {
@@ -122,12 +126,15 @@ public struct LineChart: SVGChart, Equatable {
         let xAxisProbe = NumericAxis(
             lower: xExtent.lower, upper: xExtent.upper, approximateCount: 6, integersOnly: integralX, format: xFormat)
         let right = width - ChartStyle.padding - max(xAxisProbe.labelWidth / 2, 6)
-        let xAxis = NumericAxis(
-            lower: xExtent.lower, upper: xExtent.upper,
-            approximateCount: max(min(Int((right - left) / (xAxisProbe.labelWidth + 40)), 10), 2),
-            integersOnly: integralX, format: xFormat)
+        let fitting = max(min(Int((right - left) / (xAxisProbe.labelWidth + 40)), 10), 2)
+        let xAxis =
+            self.xScale == .logarithmic
+            ? NumericAxis(logarithmicFrom: xExtent.lower, to: xExtent.upper, maximumCount: fitting, format: xFormat)
+            : NumericAxis(
+                lower: xExtent.lower, upper: xExtent.upper, approximateCount: fitting, integersOnly: integralX,
+                format: xFormat)
 
-        let xScale = LinearScale(domain: (xAxis.lower, xAxis.upper), range: (left, right))
+        let xScale = LinearScale(domain: (xAxis.lower, xAxis.upper), range: (left, right), kind: self.xScale)
         let yScale = LinearScale(domain: (yAxis.lower, yAxis.upper), range: (plotBottom, plotTop))
         svg.drawVerticalAxis(
             yAxis, scale: yScale, x: left, gridEnd: right, label: yLabel, labelX: ChartStyle.padding + 8)
@@ -137,7 +144,7 @@ public struct LineChart: SVGChart, Equatable {
         // Lines first, then all markers on top of every line.
         for (index, line) in series.enumerated() {
             let points = line.points.map { point -> (x: Double, y: Double)? in
-                guard point.x.isFinite, point.y.isFinite else { return nil }
+                guard drawable(point) else { return nil }
                 return (xScale(point.x), yScale(point.y))
             }
             svg.polyline(
@@ -145,7 +152,7 @@ public struct LineChart: SVGChart, Equatable {
         }
         if showsMarkers {
             for (index, line) in series.enumerated() {
-                for point in line.points where point.x.isFinite && point.y.isFinite {
+                for point in line.points where drawable(point) {
                     let label = "\(line.name): \(xFormat.string(point.x)), \(yFormat.string(point.y))"
                     svg.circle(
                         x: xScale(point.x), y: yScale(point.y), radius: 3.5, fill: colours[index], className: "mark",
@@ -159,5 +166,10 @@ public struct LineChart: SVGChart, Equatable {
                 anchor: .middle, className: "empty")
         }
         return svg.document(title: title)
+    }
+
+    /// Whether a point has a place on the axes: finite, and x > 0 on a logarithmic axis.
+    private func drawable(_ point: ChartPoint) -> Bool {
+        point.x.isFinite && point.y.isFinite && (xScale == .linear || point.x > 0)
     }
 }

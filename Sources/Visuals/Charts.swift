@@ -188,6 +188,30 @@ public enum ChartTicks {
         }
     }
 
+    /// The values 1, 2 and 5 times a power of ten from the largest at or below `lower` to the
+    /// smallest at or above `upper`, for a logarithmic axis; only the powers of ten when
+    /// that would give more than `maximumCount`. Both bounds must be positive (else `[1, 10]`).
+    ///
+    ///     ChartTicks.logarithmic(from: 500, to: 10_000)   // [500, 1000, 2000, 5000, 10000]
+    public static func logarithmic(from lower: Double, to upper: Double, maximumCount: Int = 10) -> [Double] {
+        guard lower.isFinite, upper.isFinite, lower > 0, upper > 0 else { return [1, 10] }
+        let (low, high) = (min(lower, upper), max(lower, upper))
+        let firstPower = floor(log10(low) + 1e-12)
+        let lastPower = max(ceil(log10(high) - 1e-12), firstPower + 1)
+        guard lastPower - firstPower < 300 else { return [low, high] }
+        func values(_ mantissas: [Double]) -> [Double] {
+            let all = stride(from: firstPower, through: lastPower, by: 1).flatMap { power in
+                // pow(10, −2) is not exactly 0.01: divide for negative powers.
+                mantissas.map { power < 0 ? $0 / pow(10, -power) : $0 * pow(10, power) }
+            }
+            let first = all.lastIndex { $0 <= low * (1 + 1e-12) } ?? 0
+            let last = all.firstIndex { $0 >= high * (1 - 1e-12) } ?? all.count - 1
+            return Array(all[first...last])
+        }
+        let fine = values([1, 2, 5])
+        return fine.count <= maximumCount ? fine : values([1])
+    }
+
     /// Of the steps 1, 2 and 5 times a power of ten near `(high - low) / (approximateCount - 1)`,
     /// the one whose ticks covering `low...high` come closest to `approximateCount` in number
     /// (the smaller step when two are equally close).
@@ -272,15 +296,28 @@ enum TextAnchor: String {
     case start, middle, end
 }
 
-/// A linear map from a data interval to a pixel interval.
+/// How an axis maps its values: evenly, or by their logarithm (for quantities that span
+/// decades, such as query budgets).
+public enum ChartAxisScale: Sendable, Equatable {
+    /// Equal differences are equal distances.
+    case linear
+    /// Equal ratios are equal distances; values ≤ 0 are not drawn.
+    case logarithmic
+}
+
+/// A map from a data interval to a pixel interval, linear or logarithmic.
 struct LinearScale {
     var domain: (lower: Double, upper: Double)
     var range: (from: Double, to: Double)
+    var kind: ChartAxisScale = .linear
 
     func callAsFunction(_ value: Double) -> Double {
-        let span = domain.upper - domain.lower
+        let (value, lower, upper) =
+            kind == .logarithmic
+            ? (log10(value), log10(domain.lower), log10(domain.upper)) : (value, domain.lower, domain.upper)
+        let span = upper - lower
         guard span != 0 else { return (range.from + range.to) / 2 }
-        return range.from + (value - domain.lower) / span * (range.to - range.from)
+        return range.from + (value - lower) / span * (range.to - range.from)
     }
 }
 
@@ -485,6 +522,12 @@ struct NumericAxis {
 
     init(lower: Double, upper: Double, approximateCount: Int, integersOnly: Bool, format: ChartNumberFormat) {
         ticks = ChartTicks.nice(from: lower, to: upper, approximateCount: approximateCount, integersOnly: integersOnly)
+        self.format = format
+    }
+
+    /// A logarithmic axis: ticks at 1, 2 and 5 times the powers of ten (or the powers alone).
+    init(logarithmicFrom lower: Double, to upper: Double, maximumCount: Int, format: ChartNumberFormat) {
+        ticks = ChartTicks.logarithmic(from: lower, to: upper, maximumCount: maximumCount)
         self.format = format
     }
 

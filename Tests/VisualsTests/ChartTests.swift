@@ -172,6 +172,30 @@ struct ChartTests {
         #expect(xml.elements("circle", className: "mark").count == 3)
     }
 
+    @Test("logarithmic ticks are 1, 2 and 5 times powers of ten and cover the data")
+    func logarithmicTicks() {
+        #expect(ChartTicks.logarithmic(from: 500, to: 10_000) == [500, 1000, 2000, 5000, 10_000])
+        #expect(ChartTicks.logarithmic(from: 0.003, to: 0.2) == [0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2])
+        #expect(ChartTicks.logarithmic(from: 1, to: 1e6) == [1, 10, 100, 1000, 1e4, 1e5, 1e6])
+        #expect(ChartTicks.logarithmic(from: 7, to: 7) == [5, 10])
+        #expect(ChartTicks.logarithmic(from: 0, to: 10) == [1, 10])
+        #expect(ChartTicks.logarithmic(from: .nan, to: 10) == [1, 10])
+    }
+
+    @Test("a logarithmic x axis spaces equal ratios equally and skips x ≤ 0")
+    func logarithmicLineChart() throws {
+        let chart = LineChart(
+            title: "Median L2 against queries",
+            series: [.init("hopskipjump", x: [0, 100, 1000, 10_000], y: [4, 3, 2, 1])], xScale: .logarithmic)
+        let xml = ParsedXML(chart.svg())
+        #expect(xml.error == nil)
+        let xs = xml.elements("circle", className: "mark").compactMap { $0.attributes["cx"].flatMap(Double.init) }
+        #expect(xs.count == 3)
+        #expect(abs((xs[1] - xs[0]) - (xs[2] - xs[1])) < 0.02, "\(xs)")
+        let labels = xml.elements("text", className: "tick-label").map(\.text)
+        #expect(labels.contains("1000") || labels.contains("1,000"), "\(labels)")
+    }
+
     @Test("NaN and infinite points are skipped and break the line")
     func nonFinitePointsAreSkipped() throws {
         let chart = LineChart(

@@ -52,6 +52,12 @@ public struct Conv2D: Layer {
         }
     }
 
+    /// Updates the weight (index 0) and the bias (1) where they are, without copying them.
+    public mutating func updateParameters(_ update: (_ index: Int, _ parameter: inout Tensor) -> Void) {
+        update(0, &weight)
+        update(1, &bias)
+    }
+
     func geometry(_ inputShape: [Int]) -> ConvGeometry {
         ConvGeometry(
             C: inputShape[1], H: inputShape[2], W: inputShape[3], F: outputChannels, R: kernelSize,

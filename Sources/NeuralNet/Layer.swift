@@ -37,6 +37,12 @@ public protocol Layer: Sendable {
     /// The parameters, in the order of ``parameterNames``.
     var parameters: [Tensor] { get set }
 
+    /// Calls `update` on each parameter tensor in place, with its index in ``parameters``.
+    /// A layer that stores its tensors as properties updates them there, so that a
+    /// uniquely held layer's tensors are not copied; the default goes through
+    /// ``parameters``, which copies.
+    mutating func updateParameters(_ update: (_ index: Int, _ parameter: inout Tensor) -> Void)
+
     /// Computes the output for a batch and what the backward pass will need.
     func forward(_ input: Tensor, context: ForwardContext) -> (output: Tensor, cache: Cache)
 
@@ -53,6 +59,13 @@ extension Layer {
     public var parameters: [Tensor] {
         get { [] }
         set { precondition(newValue.isEmpty, "\(Self.self) has no parameters") }
+    }
+
+    public mutating func updateParameters(_ update: (_ index: Int, _ parameter: inout Tensor) -> Void) {
+        var parameters = self.parameters
+        guard !parameters.isEmpty else { return }
+        for index in parameters.indices { update(index, &parameters[index]) }
+        self.parameters = parameters
     }
 
     func erasedForward(_ input: Tensor, context: ForwardContext) -> (Tensor, Any) {

@@ -32,6 +32,12 @@ public struct Dense: Layer {
         }
     }
 
+    /// Updates the weight (index 0) and the bias (1) where they are, without copying them.
+    public mutating func updateParameters(_ update: (_ index: Int, _ parameter: inout Tensor) -> Void) {
+        update(0, &weight)
+        update(1, &bias)
+    }
+
     public func forward(_ input: Tensor, context: ForwardContext) -> (output: Tensor, cache: Tensor) {
         let (N, I, O) = (input.batchSize, inputFeatures, outputFeatures)
         let output = Tensor(shape: [N, O]) { y in

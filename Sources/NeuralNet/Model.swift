@@ -89,25 +89,15 @@ public struct Model: Sendable {
     /// layer is taken out of the array while its tensors are updated, so they are uniquely
     /// referenced and copy-on-write does not trigger.
     mutating func updateParameters(_ update: (_ index: Int, _ parameter: inout Tensor) -> Void) {
-        var index = 0
+        var first = 0
         for i in layers.indices {
-            switch layers[i] {
-            case var conv as Conv2D:
-                layers[i] = Flatten()
-                update(index, &conv.weight)
-                update(index + 1, &conv.bias)
-                layers[i] = conv
-            case var dense as Dense:
-                layers[i] = Flatten()
-                update(index, &dense.weight)
-                update(index + 1, &dense.bias)
-                layers[i] = dense
-            default:
-                var parameters = layers[i].parameters
-                for p in parameters.indices { update(index + p, &parameters[p]) }
-                layers[i].parameters = parameters
-            }
-            index += layers[i].parameterNames.count
+            let count = layers[i].parameterNames.count
+            guard count > 0 else { continue }
+            var layer = layers[i]
+            layers[i] = Flatten()  // the array lets go, so `layer` holds its tensors alone
+            layer.updateParameters { index, parameter in update(first + index, &parameter) }
+            layers[i] = layer
+            first += count
         }
     }
 

@@ -177,6 +177,39 @@ struct KernelTests {
 
 @Suite("Trainer: in-place parameter updates")
 struct TrainerTests {
+    @Test("updateParameters visits every tensor once in order, in place, and leaves copies alone")
+    func updatesInPlace() throws {
+        var generator = SplitMix64(seed: 32)
+        var model = try Model(architecture: ModelTests.small, generator: &generator)
+        // Fresh storage: holding the model's own tensors would rightly make the update copy them.
+        let original = model.parameters.map { $0.mapScalarsForTest { $0 } }
+        func addresses(_ model: Model) -> [UnsafeRawPointer?] {
+            model.layers.flatMap { layer -> [UnsafeRawPointer?] in
+                switch layer {
+                case let conv as Conv2D: [conv.weight, conv.bias].map { $0.scalars.withUnsafeBytes { $0.baseAddress } }
+                case let dense as Dense: [dense.weight, dense.bias].map { $0.scalars.withUnsafeBytes { $0.baseAddress } }
+                default: []
+                }
+            }
+        }
+        let before = addresses(model)
+        var visited: [Int] = []
+        model.updateParameters { index, parameter in
+            visited.append(index)
+            parameter.scalars.withUnsafeMutableBufferPointer { for i in $0.indices { $0[i] += 1 } }
+        }
+        #expect(visited == Array(original.indices))
+        #expect(addresses(model) == before)  // no tensor was copied
+        #expect(model.parameters == original.map { $0.mapScalarsForTest { $0 + 1 } })
+        // A copy shares the tensors until one of them changes; then the copy keeps its values.
+        let copy = model
+        model.updateParameters { _, parameter in
+            parameter.scalars.withUnsafeMutableBufferPointer { for i in $0.indices { $0[i] = 0 } }
+        }
+        #expect(copy.parameters == original.map { $0.mapScalarsForTest { $0 + 1 } })
+        #expect(model.parameters.allSatisfy { $0.scalars.allSatisfy { $0 == 0 } })
+    }
+
     @Test("a training step equals gradients plus the optimizer on each parameter, and copies of the model keep their values")
     func trainStep() throws {
         var generator = SplitMix64(seed: 30)
@@ -202,5 +235,11 @@ struct TrainerTests {
             #expect(trainer.model.parameters == expected)
             #expect(trainer.optimizerState.count == expected.count)
         }
+    }
+}
+
+extension Tensor {
+    fileprivate func mapScalarsForTest(_ transform: (Float) -> Float) -> Tensor {
+        Tensor(shape: shape, scalars: scalars.map(transform))
     }
 }

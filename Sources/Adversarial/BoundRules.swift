@@ -35,6 +35,13 @@ struct LinearTerms {
     var slack: [Double]
     /// Absolute sums of the Double sums, for their own rounding.
     var size: [Double]
+
+    /// Adds one layer's terms for `row`.
+    mutating func add(row: Int, constant c: Double, size a: Double, slack e: Double) {
+        constant[row] += c
+        size[row] += a
+        slack[row] += e
+    }
 }
 
 extension Model {
@@ -161,9 +168,7 @@ extension ReLU: BoundedLayer {
                                 e += abs(Double(scaled)) * Double(max(-l, u)) * 0x1p-23
                             }
                         }
-                        terms.constant[row] += c
-                        terms.size[row] += a
-                        terms.slack[row] += e
+                        terms.add(row: row, constant: c, size: a, slack: e)
                     }
                 }
             }
@@ -243,9 +248,7 @@ extension MaxPool2D: BoundedLayer {
                                     }
                                 }
                             }
-                            terms.constant[row] += c
-                            terms.size[row] += a
-                            terms.slack[row] += e
+                            terms.add(row: row, constant: c, size: a, slack: e)
                         }
                     }
                 }

@@ -173,9 +173,7 @@ public enum LinearBoundPropagation {
                             e += abs(v) * Double(s[image * width + i])
                             nonzero += v != 0 ? 1 : 0
                         }
-                        terms.constant[row] += c
-                        terms.size[row] += a
-                        terms.slack[row] += factor * e + tiny * nonzero
+                        terms.add(row: row, constant: c, size: a, slack: factor * e + tiny * nonzero)
                     }
                 }
             }

@@ -121,7 +121,6 @@ extension Fooling.Regularization {
     }
 }
 
-/// What a ``FoolingExperiment`` produced, checked after the PNG round trip.
 /// What `fool --certify` says of a target: written in the JSON as `reached`,
 /// `proved unreachable` or `unknown`.
 public enum Certificate: String, Sendable, Encodable, CaseIterable {
@@ -133,6 +132,7 @@ public enum Certificate: String, Sendable, Encodable, CaseIterable {
     case unknown
 }
 
+/// What a ``FoolingExperiment`` produced, checked after the PNG round trip.
 public struct FoolingOutcome: Sendable {
     /// One target's numbers, as `deceive fool` prints them and `summary.json` holds them.
     public struct Target: Sendable, Encodable {

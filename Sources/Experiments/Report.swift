@@ -117,11 +117,12 @@ public struct ReportBuilder: Sendable {
         let model = checkpoint.model
         let architecture = model.architecture
         let shapes = architecture.shapes
+        let names = architecture.layerNames
         var rows: [[String]] = architecture.layers.enumerated().map { index, spec in
             let facts = spec.facts(input: index < shapes.count ? shapes[index] : [])
             let output = index + 1 < shapes.count ? shapes[index + 1] : []
             return [
-                architecture.layerNames[index] ?? "", facts.token, output.map(String.init).joined(separator: "×"),
+                names[index] ?? "", facts.token, output.map(String.init).joined(separator: "×"),
                 (facts.parameters ?? 0) > 0 ? String(facts.parameters ?? 0) : "",
             ]
         }

@@ -238,7 +238,7 @@ public struct BarChart: SVGChart, Equatable {
     private struct Layout {
         var plot: (left: Double, right: Double, top: Double, bottom: Double)
         var axis: NumericAxis
-        var valueScale: LinearScale
+        var valueScale: ChartScale
         var band: Double
         var rotatesCategoryLabels: Bool
         var valueLabelSize: Double
@@ -276,7 +276,7 @@ public struct BarChart: SVGChart, Equatable {
                 let labelRoom = rotatesCategoryLabels ? min(widestCategory * 0.65 + 12, height * 0.35) : 20
                 let bottom = bottomEdge - labelRoom
                 plot = (left, right, top + valueRoom, bottom)
-                valueScale = LinearScale(domain: (axis.lower, axis.upper), range: (bottom, top + valueRoom))
+                valueScale = ChartScale(domain: (axis.lower, axis.upper), range: (bottom, top + valueRoom))
                 valueLabelSize = min(ChartStyle.valueSize, max(band * 0.72 / Double(max(chart.series.count, 1)) / 2.2, 7))
             case .horizontal:
                 let left = leftEdge + widestCategory + 10
@@ -288,7 +288,7 @@ public struct BarChart: SVGChart, Equatable {
                 band = (bottom - top) / count
                 rotatesCategoryLabels = false
                 plot = (left, right, top, bottom)
-                valueScale = LinearScale(domain: (axis.lower, axis.upper), range: (left, right))
+                valueScale = ChartScale(domain: (axis.lower, axis.upper), range: (left, right))
                 valueLabelSize = min(ChartStyle.valueSize, max(band * 0.72 / Double(max(chart.series.count, 1)) * 0.9, 7))
             }
         }

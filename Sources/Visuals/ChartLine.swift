@@ -134,8 +134,8 @@ public struct LineChart: SVGChart, Equatable {
                 lower: xExtent.lower, upper: xExtent.upper, approximateCount: fitting, integersOnly: integralX,
                 format: xFormat)
 
-        let xScale = LinearScale(domain: (xAxis.lower, xAxis.upper), range: (left, right), kind: self.xScale)
-        let yScale = LinearScale(domain: (yAxis.lower, yAxis.upper), range: (plotBottom, plotTop))
+        let xScale = ChartScale(domain: (xAxis.lower, xAxis.upper), range: (left, right), kind: self.xScale)
+        let yScale = ChartScale(domain: (yAxis.lower, yAxis.upper), range: (plotBottom, plotTop))
         svg.drawVerticalAxis(
             yAxis, scale: yScale, x: left, gridEnd: right, label: yLabel, labelX: ChartStyle.padding + 8)
         svg.drawHorizontalAxis(

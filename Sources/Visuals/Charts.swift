@@ -306,7 +306,7 @@ public enum ChartAxisScale: Sendable, Equatable {
 }
 
 /// A map from a data interval to a pixel interval, linear or logarithmic.
-struct LinearScale {
+struct ChartScale {
     var domain: (lower: Double, upper: Double)
     var range: (from: Double, to: Double)
     var kind: ChartAxisScale = .linear
@@ -555,7 +555,7 @@ func finiteExtent<S: Sequence>(_ values: S) -> (lower: Double, upper: Double)? w
 extension SVGWriter {
     /// Draws a vertical value axis at `x` with horizontal grid lines across to `gridEnd`.
     mutating func drawVerticalAxis(
-        _ axis: NumericAxis, scale: LinearScale, x: Double, gridEnd: Double, label: String, labelX: Double
+        _ axis: NumericAxis, scale: ChartScale, x: Double, gridEnd: Double, label: String, labelX: Double
     ) {
         for (tick, text) in zip(axis.ticks, axis.labels) {
             let y = scale(tick)
@@ -574,7 +574,7 @@ extension SVGWriter {
 
     /// Draws a horizontal value axis at `y` with vertical grid lines up to `gridEnd`.
     mutating func drawHorizontalAxis(
-        _ axis: NumericAxis, scale: LinearScale, y: Double, gridEnd: Double?, label: String, labelY: Double
+        _ axis: NumericAxis, scale: ChartScale, y: Double, gridEnd: Double?, label: String, labelY: Double
     ) {
         for (tick, text) in zip(axis.ticks, axis.labels) {
             let x = scale(tick)

@@ -115,6 +115,66 @@ extension Dense: BoundedLayer {
     }
 }
 
+/// At inference a per-channel affine map. The engine computes `y = s·x + t` in Float32 from
+/// `s = γ/√(running_var + ε)` and `t = β − running_mean·s` (``BatchNorm/scaleAndShift``). The
+/// real-valued network's `s*` and `t*` differ from them by at most `4u|s|` and
+/// `3u(|β| + |s·running_mean|)`, `u = 2⁻²⁴`, and the engine's two roundings add
+/// `2u(|s x| + |t|)`. So with the magnitude `m = |s|(max(|l|, |u|) + |running_mean|) + |β|`, which
+/// bounds all of these sizes, the bounds are computed in Double and widened by `16u·m`,
+/// twice what the errors need.
+extension BatchNorm: BoundedLayer {
+    func intervalStep(_ bounds: IntervalBounds) -> (bounds: IntervalBounds, magnitude: Tensor?) {
+        let (scale, shift) = scaleAndShift
+        let positions = bounds.lower.itemCount / features
+        let count = bounds.lower.count
+        var lower = [Float](repeating: 0, count: count)
+        var upper = [Float](repeating: 0, count: count)
+        var magnitude = [Float](repeating: 0, count: count)
+        bounds.lower.scalars.withUnsafeBufferPointer { lo in
+            bounds.upper.scalars.withUnsafeBufferPointer { hi in
+                for i in 0..<count {
+                    let c = (i / positions) % features
+                    let (s, t) = (Double(scale[c]), Double(shift[c]))
+                    let (l, u) = (Double(lo[i]), Double(hi[i]))
+                    let m = abs(s) * (max(abs(l), abs(u)) + abs(Double(runningMean.scalars[c]))) + abs(Double(bias.scalars[c]))
+                    let widen = 16 * 0x1p-24 * m + Double(Float.leastNormalMagnitude)
+                    let (a, b) = s >= 0 ? (s * l, s * u) : (s * u, s * l)
+                    lower[i] = Float(a + t - widen).nextDown
+                    upper[i] = Float(b + t + widen).nextUp
+                    magnitude[i] = Float(m).nextUp
+                }
+            }
+        }
+        let shape = bounds.lower.shape
+        return (
+            IntervalBounds(lower: Tensor(shape: shape, scalars: lower), upper: Tensor(shape: shape, scalars: upper)),
+            Tensor(shape: shape, scalars: magnitude)
+        )
+    }
+
+    /// `Λ·(s x + t) = (Λ s)·x + Λ·t`; the error terms are those of an affine layer with
+    /// `k = k' = 1`, `4·4u·|Λ|·m`, which holds the `16u·m` above.
+    func linearStep(_ lambda: Tensor, input: IntervalBounds, magnitude: Tensor?, terms: inout LinearTerms) -> Tensor {
+        let shift = Tensor(shape: [features], scalars: scaleAndShift.shift)
+        LinearBoundPropagation.affineTerms(lambda, bias: shift, magnitude: magnitude, k: 1, kPrime: 1, terms: &terms)
+        return inputGradient(of: self, lambda, cache: gradientCache(lambda))
+    }
+
+    /// `|f|(r) = |s| r`: the same statistics with `|γ|`, no β and no mean.
+    var centreRadius: (absolute: any Layer, weight: Tensor)? {
+        var absolute = self
+        absolute.weight = weight.mapScalars { abs($0) }
+        absolute.bias = Tensor(shape: bias.shape)
+        absolute.runningMean = Tensor(shape: runningMean.shape)
+        return (absolute, weight)
+    }
+
+    /// An inference-mode cache for an input-gradient-only backward (which reads nothing from it).
+    private func gradientCache(_ lambda: Tensor) -> BatchNorm.Cache {
+        forward(Tensor(shape: [0] + Array(lambda.shape.dropFirst())), context: inference).cache
+    }
+}
+
 /// `Λ W`: an affine layer's input gradient for output gradient `lambda`.
 private func inputGradient<L: Layer>(of layer: L, _ lambda: Tensor, cache: L.Cache) -> Tensor {
     guard let gradient = layer.backward(lambda, cache: cache, needsInputGradient: true, needsParameterGradients: false)

@@ -86,22 +86,29 @@ public struct IntervalTraining: Sendable {
         let count = labels.count
         return TrainingBatch(
             labels: labels, scoredRows: kappa < 1 ? count..<2 * count : 0..<count, clean: .rows(0..<count),
-            gradients: { model, _ in
+            gradients: { model, seed in
                 IntervalTraining.gradients(
-                    model, images: images, labels: labels, epsilon: epsilon, kappa: kappa, count: count)
+                    model, images: images, labels: labels, epsilon: epsilon, kappa: kappa, count: count, seed: seed)
             })
     }
 
     /// The mixed loss's per-image values, the logits (the clean ones, then, when κ < 1, the
     /// worst-case ones) and the parameter gradients (of the loss averaged over `count` images).
+    ///
+    /// The natural pass runs in training mode (`seed` keys dropout). Batch normalisation
+    /// normalises the bounds with the statistics of the clean batch, as auto_LiRPA does for
+    /// Shi et al. 2021; unlike there, the verified loss's gradient treats those statistics as
+    /// constants (it reaches γ and β, not the layers below through μ and σ²).
     static func gradients(
-        _ model: Model, images: Tensor, labels: [Int], epsilon: Float, kappa: Float, count: Int
+        _ model: Model, images: Tensor, labels: [Int], epsilon: Float, kappa: Float, count: Int, seed: UInt64 = 0
     ) -> ModelGradients {
         let scale = 1 / Float(count)
         let natural = model.gradients(
-            images, needsInputGradient: false, needsParameterGradients: true,
+            images, training: seed, needsInputGradient: false, needsParameterGradients: true,
             loss: { logits, rows in crossEntropy(logits: logits, labels: labels[rows], gradientScale: kappa * scale) })
         guard kappa < 1 else { return natural }
+        var model = model
+        if !natural.batchBuffers.isEmpty { model.buffers = natural.batchBuffers }
         let box = IntervalBounds.box(around: images, epsilon: epsilon)
         let shards = Compute.shards(count: images.batchSize)
         let parts = Compute.map(shards.count) { index in

@@ -4,7 +4,7 @@
 /// Written as a short spec string, one token per layer:
 /// `conv32k3 relu maxpool2 conv64k3 relu maxpool2 flatten dense128 relu dense10`.
 /// Tokens: `conv<F>k<R>[s<stride>][p<padding>]`, `maxpool<k>[s<stride>]`, `relu`,
-/// `flatten`, `dense<features>`, `dropout<probability>`.
+/// `flatten`, `dense<features>`, `dropout<probability>`, `batchnorm`.
 public struct Architecture: Sendable, Equatable, CustomStringConvertible {
     /// One layer of the description.
     public enum LayerSpec: Sendable, Equatable {
@@ -14,6 +14,7 @@ public struct Architecture: Sendable, Equatable, CustomStringConvertible {
         case flatten
         case dense(outputFeatures: Int)
         case dropout(probability: Float)
+        case batchNorm
     }
 
     /// A short name (`seed`, `madry`) or nil for a user's own description.
@@ -87,6 +88,7 @@ public struct Architecture: Sendable, Equatable, CustomStringConvertible {
         switch token {
         case "relu": return .relu
         case "flatten": return .flatten
+        case "batchnorm": return .batchNorm
         case _ where token.hasPrefix("conv"):
             let f = try fields(token.dropFirst(4), ["k", "s", "p"])
             return .conv(
@@ -271,6 +273,12 @@ extension Architecture.LayerSpec {
             return Facts(token: "relu", output: .success(shape), parameters: 0, flops: 0, module: nil)
         case .dropout(let p):
             return Facts(token: "dropout\(p)", output: .success(shape), parameters: 0, flops: 0, module: nil)
+        case .batchNorm:
+            return Facts(
+                token: "batchnorm",
+                output: shape.count == 1 || image
+                    ? .success(shape) : .failure(ArchitectureError(" needs an image or a vector")),
+                parameters: 2 * (shape.first ?? 0), flops: 0, module: "bn")
         }
     }
 
@@ -285,6 +293,7 @@ extension Architecture.LayerSpec {
         case .flatten: return Flatten()
         case let .dense(n): return Dense(inputFeatures: shape[0], outputFeatures: n, generator: &generator)
         case let .dropout(p): return Dropout(probability: p)
+        case .batchNorm: return BatchNorm(features: shape[0])
         }
     }
 }

@@ -35,7 +35,7 @@ public struct Checkpoint: Sendable {
         self.metadata = metadata
     }
 
-    /// The file's contents: the parameters, plus the architecture in the metadata.
+    /// The file's contents: the parameters and buffers, plus the architecture in the metadata.
     public var safetensors: Safetensors {
         var metadata = self.metadata
         metadata[Key.format] = Checkpoint.formatTag
@@ -43,7 +43,9 @@ public struct Checkpoint: Sendable {
         metadata[Key.architectureName] = model.architecture.name
         metadata[Key.inputShape] = model.architecture.inputShape.map(String.init).joined(separator: ",")
         return Safetensors(
-            tensors: Dictionary(uniqueKeysWithValues: zip(model.parameterNames, model.parameters)), metadata: metadata)
+            tensors: Dictionary(
+                uniqueKeysWithValues: zip(model.parameterNames + model.bufferNames, model.parameters + model.buffers)),
+            metadata: metadata)
     }
 
     /// Writes the checkpoint atomically.

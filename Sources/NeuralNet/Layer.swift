@@ -43,6 +43,22 @@ public protocol Layer: Sendable {
     /// ``parameters``, which copies.
     mutating func updateParameters(_ update: (_ index: Int, _ parameter: inout Tensor) -> Void)
 
+    /// PyTorch's names for this layer's buffers: state that training updates from the data
+    /// rather than by gradient (``BatchNorm``'s running statistics). Empty for most layers.
+    var bufferNames: [String] { get }
+
+    /// The buffers, in the order of ``bufferNames``.
+    var buffers: [Tensor] { get set }
+
+    /// Whether a training-mode forward pass needs the whole batch at once (batch
+    /// statistics), so that ``Model`` must not run it shard by shard.
+    var normalizesOverBatch: Bool { get }
+
+    /// After a training-mode forward pass that returned `cache`: the buffers that make an
+    /// inference-mode pass normalise as that pass did (`batch`), and the buffers updated by
+    /// it (`running`). Nil for a layer without buffers.
+    func statistics(from cache: Cache) -> (batch: [Tensor], running: [Tensor])?
+
     /// Computes the output for a batch and what the backward pass will need.
     func forward(_ input: Tensor, context: ForwardContext) -> (output: Tensor, cache: Cache)
 
@@ -61,6 +77,14 @@ extension Layer {
         set { precondition(newValue.isEmpty, "\(Self.self) has no parameters") }
     }
 
+    public var bufferNames: [String] { [] }
+    public var buffers: [Tensor] {
+        get { [] }
+        set { precondition(newValue.isEmpty, "\(Self.self) has no buffers") }
+    }
+    public var normalizesOverBatch: Bool { false }
+    public func statistics(from cache: Cache) -> (batch: [Tensor], running: [Tensor])? { nil }
+
     public mutating func updateParameters(_ update: (_ index: Int, _ parameter: inout Tensor) -> Void) {
         var parameters = self.parameters
         guard !parameters.isEmpty else { return }
@@ -71,6 +95,11 @@ extension Layer {
     func erasedForward(_ input: Tensor, context: ForwardContext) -> (Tensor, Any) {
         let (output, cache) = forward(input, context: context)
         return (output, cache)
+    }
+
+    func erasedStatistics(from cache: Any) -> (batch: [Tensor], running: [Tensor])? {
+        // The model pairs each cache with the layer that made it, so the cast cannot fail.
+        statistics(from: cache as! Cache)
     }
 
     func erasedBackward(

@@ -14,6 +14,13 @@ public struct ModelGradients: Sendable {
     /// d(loss)/d(parameter) for every parameter in ``Model/parameters`` order, summed over
     /// the batch; empty unless asked for.
     public var parameterGradients: [Tensor]
+    /// In training mode, for a model with buffers (``Model/buffers`` order): the buffers
+    /// holding this batch's own statistics, with which an inference-mode pass normalises as
+    /// this one did. Empty otherwise.
+    public var batchBuffers: [Tensor] = []
+    /// The buffers updated by this batch (running statistics), for the trainer to keep;
+    /// empty when ``batchBuffers`` is.
+    public var runningBuffers: [Tensor] = []
 }
 
 /// A sequential network built from an ``Architecture``: a value holding layers (that is,
@@ -34,13 +41,13 @@ public struct Model: Sendable {
         self.layers = architecture.makeLayers(generator: &generator)
     }
 
-    /// A model whose parameters come from `parameters`, keyed by PyTorch name
-    /// (`conv1.weight`, …). Every name must be present with the right shape, and no
-    /// other name may be.
+    /// A model whose parameters and buffers come from `parameters`, keyed by PyTorch name
+    /// (`conv1.weight`, …, `bn1.running_mean`). Every name must be present with the right
+    /// shape, and no other name may be.
     public init(architecture: Architecture, parameters: [String: Tensor]) throws(ArchitectureError) {
         var generator = SplitMix64(seed: 0)
         try self.init(architecture: architecture, generator: &generator)
-        let expected = Set(parameterNames)
+        let expected = Set(parameterNames + bufferNames)
         let unexpected = parameters.keys.filter { !expected.contains($0) }.sorted()
         guard unexpected.isEmpty else {
             throw ArchitectureError(
@@ -59,6 +66,22 @@ public struct Model: Sendable {
             values.append(value)
         }
         self.parameters = values
+        var buffers: [Tensor] = []
+        for (name, current) in zip(bufferNames, self.buffers) {
+            guard let value = parameters[name] else {
+                throw ArchitectureError("buffer '\(name)' is missing for architecture '\(architecture)'")
+            }
+            guard value.count == current.count, value.count == 1 || value.shape == current.shape else {
+                throw ArchitectureError(
+                    "buffer '\(name)' has shape \(value.shape) but architecture '\(architecture)' needs \(current.shape)")
+            }
+            guard value.isFinite else { throw ArchitectureError("buffer '\(name)' contains NaN or infinity") }
+            guard !name.hasSuffix(".running_var") || value.scalars.allSatisfy({ $0 >= 0 }) else {
+                throw ArchitectureError("buffer '\(name)' holds a negative variance")
+            }
+            buffers.append(value.reshaped(current.shape))
+        }
+        self.buffers = buffers
     }
 
     /// The PyTorch names of all parameters, in order: `conv1.weight`, `conv1.bias`, ….
@@ -98,6 +121,29 @@ public struct Model: Sendable {
             layer.updateParameters { index, parameter in update(first + index, &parameter) }
             layers[i] = layer
             first += count
+        }
+    }
+
+    /// The PyTorch names of all buffers (`bn1.running_mean`, …), in order; empty for a
+    /// model without batch normalisation.
+    public var bufferNames: [String] {
+        zip(architecture.layerNames, layers).flatMap { name, layer in
+            layer.bufferNames.map { "\(name ?? "layer").\($0)" }
+        }
+    }
+
+    /// All buffers, in ``bufferNames`` order.
+    public var buffers: [Tensor] {
+        get { layers.flatMap { $0.buffers } }
+        set {
+            var offset = 0
+            for index in layers.indices {
+                let count = layers[index].bufferNames.count
+                guard count > 0 else { continue }
+                layers[index].buffers = Array(newValue[offset..<(offset + count)])
+                offset += count
+            }
+            precondition(offset == newValue.count, "expected \(offset) buffers, got \(newValue.count)")
         }
     }
 
@@ -150,8 +196,8 @@ public struct Model: Sendable {
     /// A forward and backward pass of a batch under `loss`.
     ///
     /// - Parameters:
-    ///   - training: training mode (dropout active) with this seed for its masks, or nil
-    ///     for inference mode.
+    ///   - training: training mode (dropout active, batch statistics) with this seed for
+    ///     its masks, or nil for inference mode.
     ///   - needsInputGradient: compute d(loss)/d(input) (attacks).
     ///   - needsParameterGradients: compute parameter gradients (training); attacks pass
     ///     false and pay nothing for them.
@@ -162,74 +208,114 @@ public struct Model: Sendable {
         checkInput(input)
         precondition(input.batchSize > 0, "gradients of an empty batch")
         let shards = Compute.shards(count: input.batchSize)
-        let item = input.itemCount
-        var parts: [ModelGradients] = []
-        // Each shard copies its input gradient into its rows of the result, in parallel.
-        func run(inputGradient: UnsafeMutablePointer<Float>?) {
-            parts = Compute.map(shards.count) { index in
-                var part = shardGradients(
-                    input.batch(shards[index]), rows: shards[index], seed: seed, needsInputGradient: needsInputGradient,
-                    needsParameterGradients: needsParameterGradients, loss: loss)
-                if let inputGradient, let gradient = part.inputGradient {
-                    gradient.scalars.withUnsafeBufferPointer { g in
-                        (inputGradient + shards[index].lowerBound * item).update(from: g.baseAddress!, count: g.count)
-                    }
-                    part.inputGradient = nil
-                }
-                return part
-            }
-        }
-        var inputGradient: Tensor?
-        if needsInputGradient {
-            inputGradient = Tensor(shape: input.shape) { run(inputGradient: $0.baseAddress!) }
-        } else {
-            run(inputGradient: nil)
-        }
-        var result = ModelGradients(
-            losses: parts.flatMap { $0.losses }, logits: Tensor.concatenate(parts.map { $0.logits }),
-            inputGradient: inputGradient, parameterGradients: parts[0].parameterGradients)
-        // Summed in shard order, so the result does not depend on the thread count.
-        for part in parts.dropFirst() {
-            for index in result.parameterGradients.indices {
-                result.parameterGradients[index].add(part.parameterGradients[index])
-            }
-        }
-        return result
-    }
-
-    private func shardGradients(
-        _ input: Tensor, rows: Range<Int>, seed: UInt64?, needsInputGradient: Bool, needsParameterGradients: Bool,
-        loss: LogitLoss
-    ) -> ModelGradients {
         let steps = self.steps
-        var caches: [Any] = []
-        caches.reserveCapacity(steps.count)
-        var x = input
-        for step in steps {
-            let context = ForwardContext(
-                training: seed != nil, seed: seed ?? 0, firstItem: rows.lowerBound, layerIndex: step.first)
-            let (output, cache) = forward(step, x, context: context)
-            caches.append(cache)
-            x = output
+        let stages = self.stages(steps, training: seed != nil)
+        func context(_ step: Step, firstItem: Int) -> ForwardContext {
+            ForwardContext(training: seed != nil, seed: seed ?? 0, firstItem: firstItem, layerIndex: step.first)
+        }
+
+        // Forward, stage by stage. Per step: each shard's cache, or the one of a whole-batch step.
+        var x = shards.map { input.batch($0) }
+        var caches = [[Any]](repeating: [], count: steps.count)
+        var statistics = [(batch: [Tensor], running: [Tensor])?](repeating: nil, count: layers.count)
+        for stage in stages {
+            switch stage {
+            case .sharded(let range):
+                let parts = Compute.map(shards.count) { index in
+                    var a = x[index]
+                    var stageCaches: [Any] = []
+                    for s in range {
+                        let (output, cache) = forward(steps[s], a, context: context(steps[s], firstItem: shards[index].lowerBound))
+                        stageCaches.append(cache)
+                        a = output
+                    }
+                    return (a, stageCaches)
+                }
+                x = parts.map(\.0)
+                for (offset, s) in range.enumerated() { caches[s] = parts.map { $0.1[offset] } }
+            case .whole(let s):
+                let (output, cache) = forward(steps[s], Tensor.concatenate(x), context: context(steps[s], firstItem: 0))
+                caches[s] = [cache]
+                statistics[steps[s].first] = layers[steps[s].first].erasedStatistics(from: cache)
+                x = shards.map { output.batch($0) }
+            }
         }
         let logits = x
-        let (losses, logitGradient) = loss(logits, rows)
-        // The first layer that has parameters: below it, no gradient is needed in training.
+        let lossParts = Compute.map(shards.count) { loss(logits[$0], shards[$0]) }
+
+        // Backward, stage by stage; parameter gradients summed in shard order, so the result
+        // does not depend on the thread count.
         let firstTrainable = layers.firstIndex { !$0.parameterNames.isEmpty } ?? layers.count
-        var gradient = logitGradient
-        var parameterGradients: [[Tensor]] = []
-        for (step, cache) in zip(steps, caches).reversed() {
-            let wantsInput = needsInputGradient || step.first > firstTrainable
-            let wantsParameters = needsParameterGradients && step.hasParameters(layers)
-            if !wantsInput && !wantsParameters { break }
-            let (inputGradient, grads) = backward(
-                step, gradient, cache: cache, needsInputGradient: wantsInput, needsParameterGradients: wantsParameters)
-            if wantsParameters { parameterGradients.append(grads) }
-            if let inputGradient { gradient = inputGradient }
+        func wants(_ step: Step) -> (input: Bool, parameters: Bool) {
+            (needsInputGradient || step.first > firstTrainable, needsParameterGradients && step.hasParameters(layers))
         }
+        var g = lossParts.map(\.logitGradient)
+        var parameterGradients = [[Tensor]](repeating: [], count: steps.count)
+        for stage in stages.reversed() {
+            switch stage {
+            case .sharded(let range):
+                let parts = Compute.map(shards.count) { index in
+                    var gradient = g[index]
+                    var grads: [[Tensor]] = []
+                    for s in range.reversed() {
+                        let (wantsInput, wantsParameters) = wants(steps[s])
+                        guard wantsInput || wantsParameters else {
+                            grads.append([])
+                            continue
+                        }
+                        let (inputGradient, parameters) = backward(
+                            steps[s], gradient, cache: caches[s][index], needsInputGradient: wantsInput,
+                            needsParameterGradients: wantsParameters)
+                        grads.append(wantsParameters ? parameters : [])
+                        if let inputGradient { gradient = inputGradient }
+                    }
+                    return (gradient, grads)
+                }
+                g = parts.map(\.0)
+                for (offset, s) in range.reversed().enumerated() {
+                    var sum = parts[0].1[offset]
+                    for part in parts.dropFirst() {
+                        for i in sum.indices { sum[i].add(part.1[offset][i]) }
+                    }
+                    parameterGradients[s] = sum
+                }
+            case .whole(let s):
+                let (wantsInput, wantsParameters) = wants(steps[s])
+                guard wantsInput || wantsParameters else { continue }
+                let (inputGradient, parameters) = backward(
+                    steps[s], Tensor.concatenate(g), cache: caches[s][0], needsInputGradient: wantsInput,
+                    needsParameterGradients: wantsParameters)
+                parameterGradients[s] = wantsParameters ? parameters : []
+                if let inputGradient { g = shards.map { inputGradient.batch($0) } }
+            }
+        }
+        let measured = zip(layers, statistics).filter { !$0.0.bufferNames.isEmpty }.compactMap(\.1)
+        let complete = measured.count == layers.filter { !$0.bufferNames.isEmpty }.count
         return ModelGradients(
-            losses: losses, logits: logits, inputGradient: needsInputGradient ? gradient : nil,
-            parameterGradients: parameterGradients.reversed().flatMap { $0 })
+            losses: lossParts.flatMap(\.losses), logits: Tensor.concatenate(logits),
+            inputGradient: needsInputGradient ? Tensor.concatenate(g) : nil,
+            parameterGradients: parameterGradients.flatMap { $0 },
+            batchBuffers: complete ? measured.flatMap(\.batch) : [],
+            runningBuffers: complete ? measured.flatMap(\.running) : [])
+    }
+
+    /// A run of steps that goes shard by shard, or one step that must see the whole batch
+    /// (a layer that normalises over it, in training mode); indices into ``steps``.
+    private enum Stage {
+        case sharded(Range<Int>)
+        case whole(Int)
+    }
+
+    private func stages(_ steps: [Step], training: Bool) -> [Stage] {
+        var stages: [Stage] = []
+        var start = 0
+        for (index, step) in steps.enumerated() where training && layers[step.first].normalizesOverBatch {
+            if start < index { stages.append(.sharded(start..<index)) }
+            stages.append(.whole(index))
+            start = index + 1
+        }
+        if start < steps.count { stages.append(.sharded(start..<steps.count)) }
+        return stages
     }
 
     /// One step of a pass through the layers: a single layer, or a `Conv2D → ReLU →

@@ -4,7 +4,7 @@ import Foundation
 /// an 8-byte little-endian header length, a JSON header naming each tensor's dtype, shape
 /// and byte range, then the raw little-endian data.
 ///
-/// Deceive writes Float32; it reads F32, F16, BF16 and F64 and converts to Float32.
+/// Deceive writes Float32; it reads F32, F16, BF16, F64 and I64 and converts to Float32.
 /// Every size in a file is checked before anything large is allocated.
 public struct Safetensors: Sendable, Equatable {
     /// The tensors by name.
@@ -74,7 +74,7 @@ public struct Safetensors: Sendable, Equatable {
             guard let info = value as? [String: Any] else { throw fail("tensor '\(name)' has no description object") }
             guard let dtypeName = info["dtype"] as? String else { throw fail("tensor '\(name)' has no dtype") }
             guard let dtype = DType(rawValue: dtypeName) else {
-                throw fail("tensor '\(name)' has dtype \(dtypeName); Deceive reads F32, F16, BF16 and F64")
+                throw fail("tensor '\(name)' has dtype \(dtypeName); Deceive reads F32, F16, BF16, F64 and I64")
             }
             guard let shapeValues = info["shape"] as? [Any], shapeValues.count <= 8 else {
                 throw fail("tensor '\(name)' has no valid shape")
@@ -166,13 +166,13 @@ public struct Safetensors: Sendable, Equatable {
 
     /// Element types read from files.
     enum DType: String {
-        case f32 = "F32", f16 = "F16", bf16 = "BF16", f64 = "F64"
+        case f32 = "F32", f16 = "F16", bf16 = "BF16", f64 = "F64", i64 = "I64"
 
         var size: Int {
             switch self {
             case .f32: return 4
             case .f16, .bf16: return 2
-            case .f64: return 8
+            case .f64, .i64: return 8
             }
         }
 
@@ -186,6 +186,9 @@ public struct Safetensors: Sendable, Equatable {
                             out[i] = Float(bitPattern: UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: 4 * i, as: UInt32.self)))
                         case .f64:
                             out[i] = Float(Double(bitPattern: UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: 8 * i, as: UInt64.self))))
+                        case .i64:
+                            // PyTorch's integer buffers (BatchNorm's num_batches_tracked)
+                            out[i] = Float(Int64(littleEndian: raw.loadUnaligned(fromByteOffset: 8 * i, as: Int64.self)))
                         case .bf16:
                             let bits = UInt16(littleEndian: raw.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self))
                             out[i] = Float(bitPattern: UInt32(bits) << 16)

@@ -88,6 +88,7 @@ public struct Trainer: Sendable {
                 learningRate: learningRate)
         }
         optimizerState = state
+        if !result.runningBuffers.isEmpty { model.buffers = result.runningBuffers }
         let predictions = argmax(rows: result.logits)
         func correct(_ rows: Range<Int>) -> Int { zip(rows, batch.labels).filter { predictions[$0] == $1 }.count }
         let scored = correct(batch.scoredRows)

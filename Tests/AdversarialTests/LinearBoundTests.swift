@@ -41,11 +41,13 @@ import Testing
     @Test(arguments: [
         "conv6k3s2p1 relu maxpool2 conv8k3p1 relu flatten dropout0.5 dense16 relu dense10",
         "conv4k3 relu conv6k4s2p1 relu flatten dense12 relu dense12 relu dense10",
+        "conv4k3 batchnorm relu conv6k4s2p1 batchnorm relu flatten dense12 batchnorm relu dense10",
     ])
     func sampledAndCornerPointsStayWithinTheBounds(spec: String) throws {
         var generator = SplitMix64(seed: 11)
         let architecture = try Architecture(parsing: spec, inputShape: [1, 12, 12])
-        let model = try Model(architecture: architecture, generator: &generator)
+        var model = try Model(architecture: architecture, generator: &generator)
+        randomizeNormalization(&model, generator: &generator)
         let images = 3
         let centers = Tensor(shape: [images, 1, 12, 12]) { x in
             for i in x.indices { x[i] = Float.random(in: 0...1, using: &generator) }
@@ -105,5 +107,20 @@ import Testing
             gained += verified.filter { $0 }.count - interval.filter { $0 }.count
         }
         #expect(gained > 0)
+    }
+}
+
+/// Gives every batch-norm layer of `model` random γ (of both signs), β and running statistics,
+/// so that bound tests do not see the identity map of a fresh layer.
+func randomizeNormalization(_ model: inout Model, generator: inout SplitMix64) {
+    var parameters = model.parameters
+    for (index, name) in model.parameterNames.enumerated() where name.hasPrefix("bn") {
+        parameters[index] = parameters[index].mapScalars { _ in generator.nextGaussian() }
+    }
+    model.parameters = parameters
+    model.buffers = zip(model.bufferNames, model.buffers).map { name, buffer in
+        if name.hasSuffix("running_mean") { return buffer.mapScalars { _ in 0.3 * generator.nextGaussian() } }
+        if name.hasSuffix("running_var") { return buffer.mapScalars { _ in Float.random(in: 0.05...2, using: &generator) } }
+        return buffer
     }
 }

@@ -34,19 +34,22 @@ struct SafetensorsTests {
         #expect(try FileManager.default.contentsOfDirectory(atPath: url.deletingLastPathComponent().path) == ["round.safetensors"])
     }
 
-    @Test("reads the reference layout by hand: F32, F16, BF16 and F64 little-endian")
+    @Test("reads the reference layout by hand: F32, F16, BF16, F64 and I64 little-endian")
     func handWritten() throws {
         let header = #"{"f":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"h":{"dtype":"F16","shape":[2],"data_offsets":[8,12]},"#
-            + #""b":{"dtype":"BF16","shape":[1],"data_offsets":[12,14]},"d":{"dtype":"F64","shape":[],"data_offsets":[14,22]}}"#
+            + #""b":{"dtype":"BF16","shape":[1],"data_offsets":[12,14]},"d":{"dtype":"F64","shape":[],"data_offsets":[14,22]},"#
+            + #""i":{"dtype":"I64","shape":[],"data_offsets":[22,30]}}"#
         var data: [UInt8] = [0, 0, 0x80, 0x3F, 0, 0, 0, 0xC0]  // 1.0, -2.0
         data += [0x00, 0x3C, 0x00, 0xB8]  // half 1.0, -0.5
         data += [0x40, 0x40]  // bfloat16 3.0
         data += [0, 0, 0, 0, 0, 0, 0x12, 0x40]  // double 4.5
+        data += [0x2C, 0x01, 0, 0, 0, 0, 0, 0]  // int64 300 (PyTorch's num_batches_tracked)
         let parsed = try Safetensors.parse(file(header: header, data: data))
         #expect(parsed.tensors["f"] == Tensor(shape: [2], scalars: [1, -2]))
         #expect(parsed.tensors["h"] == Tensor(shape: [2], scalars: [1, -0.5]))
         #expect(parsed.tensors["b"] == Tensor(shape: [1], scalars: [3]))
         #expect(parsed.tensors["d"] == Tensor(shape: [], scalars: [4.5]))
+        #expect(parsed.tensors["i"] == Tensor(shape: [], scalars: [300]))
     }
 
     @Test("corrupt files give one clear error each", arguments: [
@@ -55,7 +58,7 @@ struct SafetensorsTests {
         ("length past end", "claims a 200-byte header but has only 2 bytes after the length field"),
         ("bad json", "has a header that is not valid JSON"),
         ("not json", "has no JSON header: not a safetensors file"),
-        ("wrong dtype", "tensor 'x' has dtype I64; Deceive reads F32, F16, BF16 and F64"),
+        ("wrong dtype", "tensor 'x' has dtype U8; Deceive reads F32, F16, BF16, F64 and I64"),
         ("shape mismatch", "tensor 'x' has shape [3] (12 bytes as F32) but 8 bytes of data"),
         ("offsets past end", "tensor 'x' has data_offsets [0, 800] outside the 8-byte data section"),
         ("overflowing shape", "tensor 'x' has shape [4294967296, 4294967296, 16] that needs more bytes than the file holds"),
@@ -73,7 +76,7 @@ struct SafetensorsTests {
         case "length past end": bytes = file(header: "{}", length: 200)
         case "bad json": bytes = file(header: #"{"x": [1, 2"#)
         case "not json": bytes = file(header: "PK\u{03}\u{04}")
-        case "wrong dtype": bytes = file(header: #"{"x":{"dtype":"I64","shape":[1],"data_offsets":[0,8]}}"#, data: eight)
+        case "wrong dtype": bytes = file(header: #"{"x":{"dtype":"U8","shape":[8],"data_offsets":[0,8]}}"#, data: eight)
         case "shape mismatch": bytes = file(header: #"{"x":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}}"#, data: eight)
         case "offsets past end": bytes = file(header: #"{"x":{"dtype":"F32","shape":[2],"data_offsets":[0,800]}}"#, data: eight)
         case "overflowing shape":

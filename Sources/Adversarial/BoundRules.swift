@@ -22,6 +22,15 @@ protocol BoundedLayer: Layer {
     /// layer with `|W|` and no bias, and `W` itself (for the sign in the weight gradient).
     /// Nil for a monotone layer, which maps the lower and the upper bound separately.
     var centreRadius: (absolute: any Layer, weight: Tensor)? { get }
+
+    /// Interval training, for a layer whose inference map uses batch statistics: the verified
+    /// loss's gradient with respect to them, from the parameter gradients of the centre pass
+    /// and of the ``centreRadius`` pass. Nil for every other layer.
+    func statisticsGradient(centre: [Tensor], radius: [Tensor]) -> [Tensor]?
+}
+
+extension BoundedLayer {
+    func statisticsGradient(centre: [Tensor], radius: [Tensor]) -> [Tensor]? { nil }
 }
 
 /// The constant and error terms that a CROWN backward pass collects, one per row (an
@@ -167,6 +176,22 @@ extension BatchNorm: BoundedLayer {
         absolute.bias = Tensor(shape: bias.shape)
         absolute.runningMean = Tensor(shape: runningMean.shape)
         return (absolute, weight)
+    }
+
+    /// With `c' = γ(c − μ)·i + β` and `r' = |γ| r·i`, `i = (σ² + ε)^(−1/2)`: `d/dμ = −γ i Σ g_c'`
+    /// (`Σ g_c'` is the centre pass's dβ) and `d/dσ² = −½ i² (γ Σ g_c' x̂_c + |γ| Σ g_r' x̂_r)`, the
+    /// two sums being the passes' dγ.
+    func statisticsGradient(centre: [Tensor], radius: [Tensor]) -> [Tensor]? {
+        let (scale, _) = scaleAndShift
+        var mean = [Float](repeating: 0, count: features)
+        var variance = [Float](repeating: 0, count: features)
+        for c in 0..<features {
+            let inverse = 1 / (runningVariance.scalars[c] + BatchNorm.epsilon).squareRoot()
+            let gamma = weight.scalars[c]
+            mean[c] = -scale[c] * centre[1].scalars[c]
+            variance[c] = -0.5 * inverse * inverse * (gamma * centre[0].scalars[c] + abs(gamma) * radius[0].scalars[c])
+        }
+        return [Tensor(shape: [features], scalars: mean), Tensor(shape: [features], scalars: variance)]
     }
 
     /// An inference-mode cache for an input-gradient-only backward (which reads nothing from it).

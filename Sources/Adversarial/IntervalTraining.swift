@@ -97,25 +97,46 @@ public struct IntervalTraining: Sendable {
     ///
     /// The natural pass runs in training mode (`seed` keys dropout). Batch normalisation
     /// normalises the bounds with the statistics of the clean batch, as auto_LiRPA does for
-    /// Shi et al. 2021; unlike there, the verified loss's gradient treats those statistics as
-    /// constants (it reaches γ and β, not the layers below through μ and σ²).
+    /// Shi et al. 2021, and the gradient goes through them too: without that, the layers below
+    /// a batch-norm layer see a verified loss that shrinking their weights would reduce, which
+    /// the normalisation undoes (measured: such a run collapses to chance within 4 epochs).
     static func gradients(
         _ model: Model, images: Tensor, labels: [Int], epsilon: Float, kappa: Float, count: Int, seed: UInt64 = 0
     ) -> ModelGradients {
         let scale = 1 / Float(count)
-        let natural = model.gradients(
-            images, training: seed, needsInputGradient: false, needsParameterGradients: true,
-            loss: { logits, rows in crossEntropy(logits: logits, labels: labels[rows], gradientScale: kappa * scale) })
-        guard kappa < 1 else { return natural }
-        var model = model
-        if !natural.batchBuffers.isEmpty { model.buffers = natural.batchBuffers }
+        func naturalPass(statisticsGradients: [Int: [Tensor]] = [:]) -> ModelGradients {
+            model.gradients(
+                images, training: seed, needsInputGradient: false, needsParameterGradients: true,
+                statisticsGradients: statisticsGradients,
+                loss: { logits, rows in crossEntropy(logits: logits, labels: labels[rows], gradientScale: kappa * scale) })
+        }
+        guard kappa < 1 else { return naturalPass() }
+        // With batch normalisation the bounds are normalised with the clean batch's statistics,
+        // and the verified loss's gradient reaches the layers below through them: a forward
+        // pass measures them, the bound pass runs with them, and the natural pass's backward
+        // adds that pass's gradient with respect to them.
+        var bounded = model
+        if !model.bufferNames.isEmpty {
+            bounded.buffers = model.gradients(
+                images, training: seed, needsInputGradient: false, needsParameterGradients: false,
+                loss: { logits, _ in ([Float](repeating: 0, count: logits.batchSize), Tensor(shape: logits.shape)) }
+            ).batchBuffers
+        }
         let box = IntervalBounds.box(around: images, epsilon: epsilon)
         let shards = Compute.shards(count: images.batchSize)
         let parts = Compute.map(shards.count) { index in
             verifiedLoss(
-                model, IntervalBounds(lower: box.lower.batch(shards[index]), upper: box.upper.batch(shards[index])),
+                bounded, IntervalBounds(lower: box.lower.batch(shards[index]), upper: box.upper.batch(shards[index])),
                 labels: Array(labels[shards[index]]), gradientScale: (1 - kappa) * scale)
         }
+        // Summed in shard order, so the result does not depend on the thread count.
+        var statistics = parts[0].statisticsGradients
+        for part in parts.dropFirst() {
+            for (layer, gradients) in part.statisticsGradients {
+                for index in gradients.indices { statistics[layer]?[index].add(gradients[index]) }
+            }
+        }
+        let natural = naturalPass(statisticsGradients: statistics)
         var result = natural
         result.logits = Tensor.concatenate([natural.logits] + parts.map(\.logits))
         let verified = parts.flatMap(\.losses)
@@ -137,7 +158,7 @@ public struct IntervalTraining: Sendable {
     /// gradient `dW_f + sign(W) ⊙ dW_|f|`. The other layers (``BoundedLayer/centreRadius`` nil) map
     /// the lower and the upper bound separately, so their backward is their own on each.
     static func verifiedLoss(_ model: Model, _ input: IntervalBounds, labels: [Int], gradientScale: Float)
-        -> (losses: [Float], logits: Tensor, parameterGradients: [Tensor])
+        -> (losses: [Float], logits: Tensor, parameterGradients: [Tensor], statisticsGradients: [Int: [Tensor]])
     {
         let (body, dense) = model.boundedLayers(for: "interval training")
         let context = ForwardContext(training: false, needsBackward: true)
@@ -151,16 +172,18 @@ public struct IntervalTraining: Sendable {
         let folded = foldedLoss(dense, bounds, labels: labels, gradientScale: gradientScale)
         var gradient = folded.boundsGradient
         var gradients: [[Tensor]] = []
+        var statistics: [Int: [Tensor]] = [:]
         let firstTrainable = body.firstIndex { !$0.parameterNames.isEmpty } ?? body.count
         for (index, step) in tape.enumerated().reversed() {
-            let (inputGradient, parameters) = step.backward(
+            let (inputGradient, parameters, layerStatistics) = step.backward(
                 body[index], gradient, needsInputGradient: index > firstTrainable)
             gradients.append(parameters)
+            statistics[index] = layerStatistics
             guard let inputGradient else { break }
             gradient = inputGradient
         }
         let all = gradients.reversed().flatMap { $0 } + [folded.weightGradient, folded.biasGradient]
-        return (folded.losses, folded.logits, all)
+        return (folded.losses, folded.logits, all, statistics)
     }
 
     /// The cross-entropy of the worst-case logits with the margin folded into the last dense
@@ -256,9 +279,10 @@ enum BoundStep {
         return (IntervalBounds(lower: l, upper: u), .monotone(lower: lowerCache, upper: upperCache))
     }
 
-    /// The gradient with respect to the input bounds (when asked) and the layer's parameter gradients.
-    func backward(_ layer: any Layer, _ gradient: IntervalBounds, needsInputGradient: Bool)
-        -> (IntervalBounds?, [Tensor])
+    /// The gradient with respect to the input bounds (when asked), the layer's parameter
+    /// gradients and, for a layer that normalises with batch statistics, theirs.
+    func backward(_ layer: any BoundedLayer, _ gradient: IntervalBounds, needsInputGradient: Bool)
+        -> (IntervalBounds?, [Tensor], statistics: [Tensor]?)
     {
         let wantsParameters = !layer.parameterNames.isEmpty
         switch self {
@@ -275,13 +299,14 @@ enum BoundStep {
                 }
             }
             let parameters = [weightGradient, centerGrads[1]]
-            guard needsInputGradient, let gc, let gr else { return (nil, parameters) }
-            return (IntervalBounds(lower: 0.5 * (gc - gr), upper: 0.5 * (gc + gr)), parameters)
+            let statistics = layer.statisticsGradient(centre: centerGrads, radius: radiusGrads)
+            guard needsInputGradient, let gc, let gr else { return (nil, parameters, statistics) }
+            return (IntervalBounds(lower: 0.5 * (gc - gr), upper: 0.5 * (gc + gr)), parameters, statistics)
         case let .monotone(lowerCache, upperCache):
             let (gl, _) = backOpen(layer, gradient.lower, lowerCache, needsInputGradient, false)
             let (gu, _) = backOpen(layer, gradient.upper, upperCache, needsInputGradient, false)
-            guard needsInputGradient, let gl, let gu else { return (nil, []) }
-            return (IntervalBounds(lower: gl, upper: gu), [])
+            guard needsInputGradient, let gl, let gu else { return (nil, [], nil) }
+            return (IntervalBounds(lower: gl, upper: gu), [], nil)
         }
     }
 }

@@ -94,6 +94,8 @@ public struct BatchNorm: Layer {
         var variance: [Float]
         /// Values per channel, `N · positions`.
         var count: Int
+        /// Another loss's `[d/dμ, d/dσ²]` per channel, added to the input gradient.
+        var statisticsGradient: [Tensor]?
     }
 
     public func forward(_ input: Tensor, context: ForwardContext) -> (output: Tensor, cache: Cache) {
@@ -148,7 +150,8 @@ public struct BatchNorm: Layer {
             output,
             Cache(
                 normalized: normalized, inverseDeviation: statistics.map(\.2), training: context.training,
-                mean: statistics.map(\.0), variance: statistics.map(\.1), count: count)
+                mean: statistics.map(\.0), variance: statistics.map(\.1), count: count,
+                statisticsGradient: context.training ? context.statisticsGradient : nil)
         )
     }
 
@@ -184,10 +187,17 @@ public struct BatchNorm: Layer {
                             if cache.training {
                                 // dx = γ/(M √(σ²+ε)) · (M dy − Σ dy − x̂ Σ dy x̂): μ and σ² depend on x.
                                 let k = gamma[ch] * cache.inverseDeviation[ch] / m
-                                let (b, g) = (Float(sb), Float(sg))
+                                // With another loss's statistics gradient, + dμ/M + dσ² · 2(x − μ)/M,
+                                // where x − μ = x̂ √(σ²+ε): dx = A dy − B − x̂ G.
+                                let a = k * m
+                                var (b, g) = (k * Float(sb), k * Float(sg))
+                                if let extra = cache.statisticsGradient {
+                                    b -= extra[0].scalars[ch] / m
+                                    g -= 2 * extra[1].scalars[ch] / (cache.inverseDeviation[ch] * m)
+                                }
                                 elementwise(positions, dyi, h.baseAddress! + base, dxi) { d, x in
-                                    k * (m * d - b - x * g)
-                                } scalar: { d, x in k * (m * d - b - x * g) }
+                                    a * d - b - x * g
+                                } scalar: { d, x in a * d - b - x * g }
                             } else {
                                 let s = scale[ch]
                                 elementwise(positions, dyi, dxi) { $0 * s } scalar: { $0 * s }

@@ -10,6 +10,10 @@ public struct ForwardContext: Sendable {
     public var layerIndex: Int
     /// Whether a backward pass will follow; if not, layers may skip recording what it needs.
     public var needsBackward: Bool
+    /// For a layer that normalises over the batch, in training mode: a gradient of the loss
+    /// with respect to the batch statistics it computes (``BatchNorm``: `[d/dμ, d/dσ²]`), from a
+    /// loss that uses them elsewhere (interval training's bounds), which its backward adds.
+    public var statisticsGradient: [Tensor]? = nil
 
     /// Creates a context.
     public init(training: Bool = false, seed: UInt64 = 0, firstItem: Int = 0, layerIndex: Int = 0, needsBackward: Bool = true) {

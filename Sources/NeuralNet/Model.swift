@@ -201,9 +201,12 @@ public struct Model: Sendable {
     ///   - needsInputGradient: compute d(loss)/d(input) (attacks).
     ///   - needsParameterGradients: compute parameter gradients (training); attacks pass
     ///     false and pay nothing for them.
+    ///   - statisticsGradients: in training mode, by layer index, gradients of another loss
+    ///     with respect to a batch-norm layer's batch statistics (see
+    ///     ``ForwardContext/statisticsGradient``), added to this pass's backward.
     public func gradients(
         _ input: Tensor, training seed: UInt64? = nil, needsInputGradient: Bool, needsParameterGradients: Bool,
-        loss: LogitLoss
+        statisticsGradients: [Int: [Tensor]] = [:], loss: LogitLoss
     ) -> ModelGradients {
         checkInput(input)
         precondition(input.batchSize > 0, "gradients of an empty batch")
@@ -234,7 +237,9 @@ public struct Model: Sendable {
                 x = parts.map(\.0)
                 for (offset, s) in range.enumerated() { caches[s] = parts.map { $0.1[offset] } }
             case .whole(let s):
-                let (output, cache) = forward(steps[s], Tensor.concatenate(x), context: context(steps[s], firstItem: 0))
+                var whole = context(steps[s], firstItem: 0)
+                whole.statisticsGradient = statisticsGradients[steps[s].first]
+                let (output, cache) = forward(steps[s], Tensor.concatenate(x), context: whole)
                 caches[s] = [cache]
                 statistics[steps[s].first] = layers[steps[s].first].erasedStatistics(from: cache)
                 x = shards.map { output.batch($0) }
@@ -247,7 +252,10 @@ public struct Model: Sendable {
         // does not depend on the thread count.
         let firstTrainable = layers.firstIndex { !$0.parameterNames.isEmpty } ?? layers.count
         func wants(_ step: Step) -> (input: Bool, parameters: Bool) {
-            (needsInputGradient || step.first > firstTrainable, needsParameterGradients && step.hasParameters(layers))
+            (
+                needsInputGradient || (needsParameterGradients && step.first > firstTrainable),
+                needsParameterGradients && step.hasParameters(layers)
+            )
         }
         var g = lossParts.map(\.logitGradient)
         var parameterGradients = [[Tensor]](repeating: [], count: steps.count)

@@ -11,7 +11,7 @@ struct TrainCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "train", abstract: "Train a network and save it as a safetensors checkpoint.")
 
-    @Option(help: "Architecture: seed, madry, or a spec such as 'conv32k3 relu maxpool2 flatten dense10'.")
+    @Option(help: "Architecture: seed, madry, or a spec such as 'conv32k3 relu maxpool2 flatten dense10' (layers: conv<F>k<R>[s<S>][p<P>], maxpool<K>[s<S>], relu, flatten, dense<N>, dropout<P>, batchnorm).")
     var arch: ArchitectureOption = ArchitectureOption(argument: "seed")!
 
     @OptionGroup var data: DataOptions

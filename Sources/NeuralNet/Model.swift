@@ -53,57 +53,34 @@ public struct Model: Sendable {
             throw ArchitectureError(
                 "tensors \(unexpected.prefix(4).joined(separator: ", ")) are not parameters of architecture '\(architecture)'")
         }
-        var values: [Tensor] = []
-        for (name, current) in zip(parameterNames, self.parameters) {
-            guard let value = parameters[name] else {
-                throw ArchitectureError("parameter '\(name)' is missing for architecture '\(architecture)'")
+        for kind in [TensorKind.parameter, .buffer] {
+            var values: [Tensor] = []
+            for (name, current) in zip(names(kind), tensors(kind)) {
+                guard let value = parameters[name] else {
+                    throw ArchitectureError("\(kind.rawValue) '\(name)' is missing for architecture '\(architecture)'")
+                }
+                // A scalar buffer (PyTorch's counter) may come as [1].
+                guard value.shape == current.shape || (current.shape.isEmpty && value.count == 1) else {
+                    throw ArchitectureError(
+                        "\(kind.rawValue) '\(name)' has shape \(value.shape) but architecture '\(architecture)' needs \(current.shape)")
+                }
+                guard value.isFinite else { throw ArchitectureError("\(kind.rawValue) '\(name)' contains NaN or infinity") }
+                guard !name.hasSuffix(".running_var") || value.scalars.allSatisfy({ $0 >= 0 }) else {
+                    throw ArchitectureError("buffer '\(name)' holds a negative variance")
+                }
+                values.append(value.reshaped(current.shape))
             }
-            guard value.shape == current.shape else {
-                throw ArchitectureError(
-                    "parameter '\(name)' has shape \(value.shape) but architecture '\(architecture)' needs \(current.shape)")
-            }
-            guard value.isFinite else { throw ArchitectureError("parameter '\(name)' contains NaN or infinity") }
-            values.append(value)
+            setTensors(kind, values)
         }
-        self.parameters = values
-        var buffers: [Tensor] = []
-        for (name, current) in zip(bufferNames, self.buffers) {
-            guard let value = parameters[name] else {
-                throw ArchitectureError("buffer '\(name)' is missing for architecture '\(architecture)'")
-            }
-            guard value.count == current.count, value.count == 1 || value.shape == current.shape else {
-                throw ArchitectureError(
-                    "buffer '\(name)' has shape \(value.shape) but architecture '\(architecture)' needs \(current.shape)")
-            }
-            guard value.isFinite else { throw ArchitectureError("buffer '\(name)' contains NaN or infinity") }
-            guard !name.hasSuffix(".running_var") || value.scalars.allSatisfy({ $0 >= 0 }) else {
-                throw ArchitectureError("buffer '\(name)' holds a negative variance")
-            }
-            buffers.append(value.reshaped(current.shape))
-        }
-        self.buffers = buffers
     }
 
     /// The PyTorch names of all parameters, in order: `conv1.weight`, `conv1.bias`, ….
-    public var parameterNames: [String] {
-        zip(architecture.layerNames, layers).flatMap { name, layer in
-            layer.parameterNames.map { "\(name ?? "layer").\($0)" }
-        }
-    }
+    public var parameterNames: [String] { names(.parameter) }
 
     /// All parameters, in ``parameterNames`` order.
     public var parameters: [Tensor] {
-        get { layers.flatMap { $0.parameters } }
-        set {
-            var offset = 0
-            for index in layers.indices {
-                let count = layers[index].parameterNames.count
-                guard count > 0 else { continue }
-                layers[index].parameters = Array(newValue[offset..<(offset + count)])
-                offset += count
-            }
-            precondition(offset == newValue.count, "expected \(offset) parameter tensors, got \(newValue.count)")
-        }
+        get { tensors(.parameter) }
+        set { setTensors(.parameter, newValue) }
     }
 
     /// Calls `update` on every parameter tensor, in ``parameters`` order, in place.
@@ -126,25 +103,40 @@ public struct Model: Sendable {
 
     /// The PyTorch names of all buffers (`bn1.running_mean`, …), in order; empty for a
     /// model without batch normalisation.
-    public var bufferNames: [String] {
-        zip(architecture.layerNames, layers).flatMap { name, layer in
-            layer.bufferNames.map { "\(name ?? "layer").\($0)" }
-        }
-    }
+    public var bufferNames: [String] { names(.buffer) }
 
     /// All buffers, in ``bufferNames`` order.
     public var buffers: [Tensor] {
-        get { layers.flatMap { $0.buffers } }
-        set {
-            var offset = 0
-            for index in layers.indices {
-                let count = layers[index].bufferNames.count
-                guard count > 0 else { continue }
-                layers[index].buffers = Array(newValue[offset..<(offset + count)])
-                offset += count
-            }
-            precondition(offset == newValue.count, "expected \(offset) buffers, got \(newValue.count)")
+        get { tensors(.buffer) }
+        set { setTensors(.buffer, newValue) }
+    }
+
+    /// The two kinds of named tensors a layer holds.
+    private enum TensorKind: String {
+        case parameter, buffer
+
+        func names(_ layer: any Layer) -> [String] { self == .parameter ? layer.parameterNames : layer.bufferNames }
+        func tensors(_ layer: any Layer) -> [Tensor] { self == .parameter ? layer.parameters : layer.buffers }
+        func set(_ layer: inout any Layer, _ values: [Tensor]) {
+            if self == .parameter { layer.parameters = values } else { layer.buffers = values }
         }
+    }
+
+    private func names(_ kind: TensorKind) -> [String] {
+        zip(architecture.layerNames, layers).flatMap { name, layer in kind.names(layer).map { "\(name ?? "layer").\($0)" } }
+    }
+
+    private func tensors(_ kind: TensorKind) -> [Tensor] { layers.flatMap { kind.tensors($0) } }
+
+    private mutating func setTensors(_ kind: TensorKind, _ values: [Tensor]) {
+        var offset = 0
+        for index in layers.indices {
+            let count = kind.names(layers[index]).count
+            guard count > 0 else { continue }
+            kind.set(&layers[index], Array(values[offset..<(offset + count)]))
+            offset += count
+        }
+        precondition(offset == values.count, "expected \(offset) \(kind.rawValue) tensors, got \(values.count)")
     }
 
     /// The number of trainable scalars.
@@ -297,14 +289,14 @@ public struct Model: Sendable {
                 if let inputGradient { g = shards.map { inputGradient.batch($0) } }
             }
         }
-        let measured = zip(layers, statistics).filter { !$0.0.bufferNames.isEmpty }.compactMap(\.1)
-        let complete = measured.count == layers.filter { !$0.bufferNames.isEmpty }.count
+        // In training mode every layer with buffers normalises over the batch, so it measured
+        // its statistics; in inference mode none did.
+        let measured = statistics.compactMap { $0 }
         return ModelGradients(
             losses: lossParts.flatMap(\.losses), logits: Tensor.concatenate(logits),
             inputGradient: needsInputGradient ? Tensor.concatenate(g) : nil,
             parameterGradients: parameterGradients.flatMap { $0 },
-            batchBuffers: complete ? measured.flatMap(\.batch) : [],
-            runningBuffers: complete ? measured.flatMap(\.running) : [])
+            batchBuffers: measured.flatMap(\.batch), runningBuffers: measured.flatMap(\.running))
     }
 
     /// A run of steps that goes shard by shard, or one step that must see the whole batch

@@ -209,39 +209,6 @@ public struct Model: Sendable {
             ForwardContext(training: seed != nil, seed: seed ?? 0, firstItem: firstItem, layerIndex: step.first)
         }
 
-        // Forward, stage by stage. Per step: each shard's cache, or the one of a whole-batch step.
-        var x = shards.map { input.batch($0) }
-        var caches = [[Any]](repeating: [], count: steps.count)
-        var statistics = [(batch: [Tensor], running: [Tensor])?](repeating: nil, count: layers.count)
-        for stage in stages {
-            switch stage {
-            case .sharded(let range):
-                let parts = Compute.map(shards.count) { index in
-                    var a = x[index]
-                    var stageCaches: [Any] = []
-                    for s in range {
-                        let (output, cache) = forward(steps[s], a, context: context(steps[s], firstItem: shards[index].lowerBound))
-                        stageCaches.append(cache)
-                        a = output
-                    }
-                    return (a, stageCaches)
-                }
-                x = parts.map(\.0)
-                for (offset, s) in range.enumerated() { caches[s] = parts.map { $0.1[offset] } }
-            case .whole(let s):
-                var whole = context(steps[s], firstItem: 0)
-                whole.statisticsGradient = statisticsGradients[steps[s].first]
-                let (output, cache) = forward(steps[s], Tensor.concatenate(x), context: whole)
-                caches[s] = [cache]
-                statistics[steps[s].first] = layers[steps[s].first].erasedStatistics(from: cache)
-                x = shards.map { output.batch($0) }
-            }
-        }
-        let logits = x
-        let lossParts = Compute.map(shards.count) { loss(logits[$0], shards[$0]) }
-
-        // Backward, stage by stage; parameter gradients summed in shard order, so the result
-        // does not depend on the thread count.
         let firstTrainable = layers.firstIndex { !$0.parameterNames.isEmpty } ?? layers.count
         func wants(_ step: Step) -> (input: Bool, parameters: Bool) {
             (
@@ -249,44 +216,103 @@ public struct Model: Sendable {
                 needsParameterGradients && step.hasParameters(layers)
             )
         }
-        var g = lossParts.map(\.logitGradient)
-        var parameterGradients = [[Tensor]](repeating: [], count: steps.count)
-        for stage in stages.reversed() {
-            switch stage {
-            case .sharded(let range):
-                let parts = Compute.map(shards.count) { index in
-                    var gradient = g[index]
-                    var grads: [[Tensor]] = []
-                    for s in range.reversed() {
-                        let (wantsInput, wantsParameters) = wants(steps[s])
-                        guard wantsInput || wantsParameters else {
-                            grads.append([])
-                            continue
-                        }
-                        let (inputGradient, parameters) = backward(
-                            steps[s], gradient, cache: caches[s][index], needsInputGradient: wantsInput,
-                            needsParameterGradients: wantsParameters)
-                        grads.append(wantsParameters ? parameters : [])
-                        if let inputGradient { gradient = inputGradient }
-                    }
-                    return (gradient, grads)
-                }
-                g = parts.map(\.0)
-                for (offset, s) in range.reversed().enumerated() {
-                    var sum = parts[0].1[offset]
-                    for part in parts.dropFirst() {
-                        for i in sum.indices { sum[i].add(part.1[offset][i]) }
-                    }
-                    parameterGradients[s] = sum
-                }
-            case .whole(let s):
+        /// One shard forward through a run of steps: its output and each step's cache.
+        func forwardRun(_ range: Range<Int>, shard index: Int, _ input: Tensor) -> (Tensor, [Any]) {
+            var a = input
+            var runCaches: [Any] = []
+            for s in range {
+                let (output, cache) = forward(steps[s], a, context: context(steps[s], firstItem: shards[index].lowerBound))
+                runCaches.append(cache)
+                a = output
+            }
+            return (a, runCaches)
+        }
+        /// One shard backward through a run of steps: the gradient at the run's input and each
+        /// step's parameter gradients (empty where none are wanted), in step order.
+        func backwardRun(_ range: Range<Int>, _ outputGradient: Tensor, caches runCaches: [Any]) -> (Tensor, [[Tensor]]) {
+            var gradient = outputGradient
+            var grads = [[Tensor]](repeating: [], count: range.count)
+            for (offset, s) in range.enumerated().reversed() {
                 let (wantsInput, wantsParameters) = wants(steps[s])
                 guard wantsInput || wantsParameters else { continue }
                 let (inputGradient, parameters) = backward(
-                    steps[s], Tensor.concatenate(g), cache: caches[s][0], needsInputGradient: wantsInput,
+                    steps[s], gradient, cache: runCaches[offset], needsInputGradient: wantsInput,
                     needsParameterGradients: wantsParameters)
-                parameterGradients[s] = wantsParameters ? parameters : []
-                if let inputGradient { g = shards.map { inputGradient.batch($0) } }
+                grads[offset] = wantsParameters ? parameters : []
+                if let inputGradient { gradient = inputGradient }
+            }
+            return (gradient, grads)
+        }
+        // Parameter gradients are summed in shard order, so the result does not depend on the
+        // thread count.
+        var parameterGradients = [[Tensor]](repeating: [], count: steps.count)
+        func sumShards(_ range: Range<Int>, _ parts: [[[Tensor]]]) {
+            for (offset, s) in range.enumerated() {
+                var sum = parts[0][offset]
+                for part in parts.dropFirst() {
+                    for i in sum.indices { sum[i].add(part[offset][i]) }
+                }
+                parameterGradients[s] = sum
+            }
+        }
+
+        let logits: [Tensor]
+        let lossParts: [(losses: [Float], logitGradient: Tensor)]
+        var g: [Tensor]
+        var statistics = [(batch: [Tensor], running: [Tensor])?](repeating: nil, count: layers.count)
+        if stages.count == 1, case .sharded(let range) = stages[0] {
+            // Nothing needs the whole batch: each shard runs forward, loss and backward at once.
+            let parts = Compute.map(shards.count) { index in
+                let (output, runCaches) = forwardRun(range, shard: index, input.batch(shards[index]))
+                let lossPart = loss(output, shards[index])
+                let (gradient, grads) = backwardRun(range, lossPart.logitGradient, caches: runCaches)
+                return (output, lossPart, gradient, grads)
+            }
+            logits = parts.map(\.0)
+            lossParts = parts.map(\.1)
+            g = parts.map(\.2)
+            sumShards(range, parts.map(\.3))
+        } else {
+            // Forward, stage by stage. Per step: each shard's cache, or the one of a whole-batch step.
+            var x = shards.map { input.batch($0) }
+            var caches = [[Any]](repeating: [], count: steps.count)
+            for stage in stages {
+                switch stage {
+                case .sharded(let range):
+                    let parts = Compute.map(shards.count) { index in forwardRun(range, shard: index, x[index]) }
+                    x = parts.map(\.0)
+                    for (offset, s) in range.enumerated() { caches[s] = parts.map { $0.1[offset] } }
+                case .whole(let s):
+                    var whole = context(steps[s], firstItem: 0)
+                    whole.statisticsGradient = statisticsGradients[steps[s].first]
+                    let (output, cache) = forward(steps[s], Tensor.concatenate(x), context: whole)
+                    caches[s] = [cache]
+                    statistics[steps[s].first] = layers[steps[s].first].erasedStatistics(from: cache)
+                    x = shards.map { output.batch($0) }
+                }
+            }
+            logits = x
+            lossParts = Compute.map(shards.count) { loss(x[$0], shards[$0]) }
+
+            // Backward, stage by stage.
+            g = lossParts.map(\.logitGradient)
+            for stage in stages.reversed() {
+                switch stage {
+                case .sharded(let range):
+                    let parts = Compute.map(shards.count) { index in
+                        backwardRun(range, g[index], caches: range.map { caches[$0][index] })
+                    }
+                    g = parts.map(\.0)
+                    sumShards(range, parts.map(\.1))
+                case .whole(let s):
+                    let (wantsInput, wantsParameters) = wants(steps[s])
+                    guard wantsInput || wantsParameters else { continue }
+                    let (inputGradient, parameters) = backward(
+                        steps[s], Tensor.concatenate(g), cache: caches[s][0], needsInputGradient: wantsInput,
+                        needsParameterGradients: wantsParameters)
+                    parameterGradients[s] = wantsParameters ? parameters : []
+                    if let inputGradient { g = shards.map { inputGradient.batch($0) } }
+                }
             }
         }
         // In training mode every layer with buffers normalises over the batch, so it measured

@@ -27,10 +27,43 @@ protocol BoundedLayer: Layer {
     /// loss's gradient with respect to them, from the parameter gradients of the centre pass
     /// and of the ``centreRadius`` pass. Nil for every other layer.
     func statisticsGradient(centre: [Tensor], radius: [Tensor]) -> [Tensor]?
+
+    /// CROWN-IBP training (``CrownIBPBound``): how the verified loss's linear bound passes this
+    /// layer, with `input` the IBP bounds on its input and `rowsPerImage` coefficient rows per
+    /// image.
+    func crownRule(_ input: IntervalBounds, rowsPerImage: Int) -> CrownRule
 }
 
 extension BoundedLayer {
     func statisticsGradient(centre: [Tensor], radius: [Tensor]) -> [Tensor]? { nil }
+}
+
+/// How CROWN-IBP training (``CrownIBPBound``) passes a layer.
+enum CrownRule {
+    /// An affine layer: `transpose` carries coefficients on its output to its input
+    /// (`Λ ↦ ΛW`); the layer's own forward and backward do the rest.
+    case affine(transpose: (Tensor) -> Tensor)
+    /// A layer that only reshapes (flatten; dropout, the identity at inference).
+    case reshape
+    /// A non-affine layer, through its linear relaxation on the IBP bounds of its input.
+    case relaxed(any LinearRelaxation)
+}
+
+/// A non-affine layer's linear relaxation on fixed input bounds, for CROWN-IBP training: a
+/// line below and a line above the layer at each output, chosen by the sign of the
+/// coefficient `λ` there (below for `λ ≥ 0`, above for `λ < 0`), so that `λ·f(x)` is at least
+/// `λ·` the chosen line for every `x` in the bounds. Coefficients and values have
+/// `rowsPerImage` rows per image. No rounding terms: training needs the gradient, and the
+/// certificate comes from the sound pass.
+protocol LinearRelaxation {
+    /// The coefficients on the layer's input, given coefficients `lambda` on its output.
+    func coefficients(_ lambda: Tensor) -> Tensor
+    /// The relaxed layer applied to `values` (one row per row of `lambda`, on the layer's
+    /// input): each output on the line that `lambda`'s sign chose there.
+    func apply(_ values: Tensor, lambda: Tensor) -> Tensor
+    /// The gradient, with respect to the input bounds (summed over each image's rows), of
+    /// `Σ_rows weights[row] · λ_row · apply(values)_row`: the lines move with the bounds.
+    func boundsGradient(lambda: Tensor, values: Tensor, weights: [Float]) -> IntervalBounds
 }
 
 /// The constant and error terms that a CROWN backward pass collects, one per row (an
@@ -90,9 +123,16 @@ extension Conv2D: BoundedLayer {
         LinearBoundPropagation.affineTerms(
             lambda, bias: bias, magnitude: magnitude, k: inputChannels * kernelSize * kernelSize,
             kPrime: outputChannels * kernelSize * kernelSize, terms: &terms)
-        // ΛW is the input gradient; a convolution's backward reads only the input's shape.
-        let cache = Tensor(shape: [lambda.batchSize] + Array(input.lower.shape.dropFirst()))
-        return inputGradient(of: self, lambda, cache: cache)
+        return transposed(lambda, input: input)
+    }
+
+    func crownRule(_ input: IntervalBounds, rowsPerImage: Int) -> CrownRule {
+        .affine { transposed($0, input: input) }
+    }
+
+    /// `ΛW`, the input gradient; a convolution's backward reads only the input's shape.
+    private func transposed(_ lambda: Tensor, input: IntervalBounds) -> Tensor {
+        inputGradient(of: self, lambda, cache: Tensor(shape: [lambda.batchSize] + Array(input.lower.shape.dropFirst())))
     }
 
     var centreRadius: (absolute: any Layer, weight: Tensor)? {
@@ -111,11 +151,20 @@ extension Dense: BoundedLayer {
     }
 
     func linearStep(_ lambda: Tensor, input: IntervalBounds, magnitude: Tensor?, terms: inout LinearTerms) -> Tensor {
-        let rows = lambda.batchSize
-        let flat = lambda.reshaped([rows, outputFeatures])
         LinearBoundPropagation.affineTerms(
-            flat, bias: bias, magnitude: magnitude, k: inputFeatures, kPrime: outputFeatures, terms: &terms)
-        return inputGradient(of: self, flat, cache: Tensor(shape: [rows, inputFeatures]))
+            lambda.reshaped([lambda.batchSize, outputFeatures]), bias: bias, magnitude: magnitude, k: inputFeatures,
+            kPrime: outputFeatures, terms: &terms)
+        return transposed(lambda, input: input)
+    }
+
+    func crownRule(_ input: IntervalBounds, rowsPerImage: Int) -> CrownRule {
+        .affine { transposed($0, input: input) }
+    }
+
+    /// `ΛW`, the input gradient, in the input's shape.
+    private func transposed(_ lambda: Tensor, input: IntervalBounds) -> Tensor {
+        let rows = lambda.batchSize
+        return inputGradient(of: self, lambda.reshaped([rows, outputFeatures]), cache: Tensor(shape: [rows, inputFeatures]))
             .reshaped([rows] + Array(input.lower.shape.dropFirst()))
     }
 
@@ -167,6 +216,13 @@ extension BatchNorm: BoundedLayer {
         let shift = Tensor(shape: [features], scalars: scaleAndShift.shift)
         LinearBoundPropagation.affineTerms(lambda, bias: shift, magnitude: magnitude, k: 1, kPrime: 1, terms: &terms)
         return inputGradient(of: self, lambda, cache: gradientCache(lambda))
+    }
+
+    /// With the statistics fixed, an affine map. Its parameter gradients at the coefficient
+    /// rows are a centre pass's with zero radius, so ``statisticsGradient(centre:radius:)``
+    /// turns them into the statistics' gradient.
+    func crownRule(_ input: IntervalBounds, rowsPerImage: Int) -> CrownRule {
+        .affine { inputGradient(of: self, $0, cache: gradientCache($0)) }
     }
 
     /// `|f|(r) = |s| r`: the same statistics with `|γ|`, no β and no mean.
@@ -262,6 +318,10 @@ extension ReLU: BoundedLayer {
     }
 
     var centreRadius: (absolute: any Layer, weight: Tensor)? { nil }
+
+    func crownRule(_ input: IntervalBounds, rowsPerImage: Int) -> CrownRule {
+        .relaxed(ReLURelaxation(input, rowsPerImage: rowsPerImage))
+    }
 }
 
 extension MaxPool2D: BoundedLayer {
@@ -343,6 +403,10 @@ extension MaxPool2D: BoundedLayer {
     }
 
     var centreRadius: (absolute: any Layer, weight: Tensor)? { nil }
+
+    func crownRule(_ input: IntervalBounds, rowsPerImage: Int) -> CrownRule {
+        .relaxed(MaxPoolRelaxation(self, input, rowsPerImage: rowsPerImage))
+    }
 }
 
 /// A monotone layer's bounds: the layer applied to the lower and to the upper bound.
@@ -364,6 +428,8 @@ extension Flatten: BoundedLayer {
     }
 
     var centreRadius: (absolute: any Layer, weight: Tensor)? { nil }
+
+    func crownRule(_ input: IntervalBounds, rowsPerImage: Int) -> CrownRule { .reshape }
 }
 
 /// The identity at inference, which is where bounds are computed.
@@ -375,4 +441,201 @@ extension Dropout: BoundedLayer {
     }
 
     var centreRadius: (absolute: any Layer, weight: Tensor)? { nil }
+
+    func crownRule(_ input: IntervalBounds, rowsPerImage: Int) -> CrownRule { .reshape }
+}
+
+// MARK: Relaxations for CROWN-IBP training
+
+/// CROWN's ReLU relaxation, the lines of ``ReLU/linearStep(_:input:magnitude:terms:)`` without
+/// its rounding terms: inactive 0, active the identity; unstable (`l < 0 < u`) below by `α z`
+/// (`α = 1` when `u > −l`, else 0) and above by `s (z − l)` with `s = u / (u − l)`.
+struct ReLURelaxation: LinearRelaxation {
+    let input: IntervalBounds
+    let rowsPerImage: Int
+    /// Per input element: the slope of the line below, and the slope and intercept of the line above.
+    let lowerSlope: [Float], upperSlope: [Float], upperIntercept: [Float]
+
+    init(_ input: IntervalBounds, rowsPerImage: Int) {
+        self.input = input
+        self.rowsPerImage = rowsPerImage
+        let count = input.lower.count
+        var (a, s, t) = ([Float](repeating: 0, count: count), [Float](repeating: 0, count: count), [Float](repeating: 0, count: count))
+        for i in 0..<count {
+            let (l, u) = (input.lower.scalars[i], input.upper.scalars[i])
+            if u <= 0 { continue }
+            if l >= 0 {
+                (a[i], s[i]) = (1, 1)
+                continue
+            }
+            a[i] = u > -l ? 1 : 0
+            s[i] = u / (u - l)
+            t[i] = -s[i] * l
+        }
+        (lowerSlope, upperSlope, upperIntercept) = (a, s, t)
+    }
+
+    func coefficients(_ lambda: Tensor) -> Tensor {
+        let width = input.lower.itemCount
+        var out = lambda
+        out.scalars.withUnsafeMutableBufferPointer { lam in
+            lowerSlope.withUnsafeBufferPointer { a in
+                upperSlope.withUnsafeBufferPointer { s in
+                    for row in 0..<lambda.batchSize {
+                        let base = row / rowsPerImage * width
+                        for i in 0..<width {
+                            let v = lam[row * width + i]
+                            lam[row * width + i] = v * (v >= 0 ? a[base + i] : s[base + i])
+                        }
+                    }
+                }
+            }
+        }
+        return out
+    }
+
+    func apply(_ values: Tensor, lambda: Tensor) -> Tensor {
+        let width = input.lower.itemCount
+        var out = values
+        out.scalars.withUnsafeMutableBufferPointer { g in
+            lambda.scalars.withUnsafeBufferPointer { lam in
+                lowerSlope.withUnsafeBufferPointer { a in
+                    upperSlope.withUnsafeBufferPointer { s in
+                        upperIntercept.withUnsafeBufferPointer { t in
+                            for row in 0..<lambda.batchSize {
+                                let base = row / rowsPerImage * width
+                                for i in 0..<width {
+                                    let (k, j) = (base + i, row * width + i)
+                                    g[j] = lam[j] >= 0 ? a[k] * g[j] : s[k] * g[j] + t[k]
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        return out
+    }
+
+    /// Only the line above moves: `w λ s (g − l)` with `∂s/∂l = u/(u − l)²`, `∂s/∂u = −l/(u − l)²`.
+    func boundsGradient(lambda: Tensor, values: Tensor, weights: [Float]) -> IntervalBounds {
+        let width = input.lower.itemCount
+        var gl = [Float](repeating: 0, count: input.lower.count)
+        var gu = [Float](repeating: 0, count: input.lower.count)
+        let (lo, hi) = (input.lower.scalars, input.upper.scalars)
+        for row in 0..<lambda.batchSize where weights[row] != 0 {
+            let base = row / rowsPerImage * width
+            for i in 0..<width {
+                let (k, j) = (base + i, row * width + i)
+                let v = lambda.scalars[j]
+                let (l, u) = (lo[k], hi[k])
+                guard v < 0, l < 0, u > 0 else { continue }
+                let d = u - l
+                let c = weights[row] * v
+                let x = values.scalars[j] - l
+                gl[k] += c * (x * u / (d * d) - upperSlope[k])
+                gu[k] -= c * x * l / (d * d)
+            }
+        }
+        let shape = input.lower.shape
+        return IntervalBounds(lower: Tensor(shape: shape, scalars: gl), upper: Tensor(shape: shape, scalars: gu))
+    }
+}
+
+/// DeepPoly's max-pool relaxation, as in ``MaxPool2D/linearStep(_:input:magnitude:terms:)``:
+/// below by the window's input with the largest lower bound; above by that input too when the
+/// window's maximum is settled (its lower bound at least every other input's upper bound),
+/// else by the constant largest upper bound.
+struct MaxPoolRelaxation: LinearRelaxation {
+    let input: IntervalBounds
+    let rowsPerImage: Int
+    /// `[C, P, Q]`.
+    let outputShape: [Int]
+    /// Per image and output (flat, image-major): the input (flat within the image) with the
+    /// largest lower bound, the input with the largest upper bound and that bound, and
+    /// whether the maximum is settled.
+    let best: [Int], top: [Int], maxUpper: [Float], settled: [Bool]
+
+    init(_ pool: MaxPool2D, _ input: IntervalBounds, rowsPerImage: Int) {
+        self.input = input
+        self.rowsPerImage = rowsPerImage
+        let (N, C, H, W) = (input.lower.shape[0], input.lower.shape[1], input.lower.shape[2], input.lower.shape[3])
+        let (K, S) = (pool.kernelSize, pool.stride)
+        let (P, Q) = ((H - K) / S + 1, (W - K) / S + 1)
+        outputShape = [C, P, Q]
+        let (lo, hi) = (input.lower.scalars, input.upper.scalars)
+        var (best, top, maxUpper, settled) = ([Int](), [Int](), [Float](), [Bool]())
+        for image in 0..<N {
+            for ch in 0..<C {
+                for p in 0..<P {
+                    for q in 0..<Q {
+                        var window: [Int] = []
+                        for a in 0..<K {
+                            for b in 0..<K { window.append((ch * H + p * S + a) * W + q * S + b) }
+                        }
+                        let offset = image * C * H * W
+                        var (b, t) = (window[0], window[0])
+                        for i in window {
+                            if lo[offset + i] > lo[offset + b] { b = i }
+                            if hi[offset + i] > hi[offset + t] { t = i }
+                        }
+                        best.append(b)
+                        top.append(t)
+                        maxUpper.append(hi[offset + t])
+                        settled.append(window.allSatisfy { $0 == b || hi[offset + $0] <= lo[offset + b] })
+                    }
+                }
+            }
+        }
+        (self.best, self.top, self.maxUpper, self.settled) = (best, top, maxUpper, settled)
+    }
+
+    /// Whether output `k` (of its image) takes the input `best[k]` for coefficient `v`.
+    private func takesInput(_ v: Float, _ k: Int) -> Bool { v >= 0 || settled[k] }
+
+    func coefficients(_ lambda: Tensor) -> Tensor {
+        let (outputs, inputs) = (lambda.itemCount, input.lower.itemCount)
+        var out = Tensor(shape: [lambda.batchSize] + Array(input.lower.shape.dropFirst()))
+        out.scalars.withUnsafeMutableBufferPointer { dx in
+            for row in 0..<lambda.batchSize {
+                let image = row / rowsPerImage
+                for o in 0..<outputs {
+                    let v = lambda.scalars[row * outputs + o]
+                    let k = image * outputs + o
+                    if takesInput(v, k) { dx[row * inputs + best[k]] += v }
+                }
+            }
+        }
+        return out
+    }
+
+    func apply(_ values: Tensor, lambda: Tensor) -> Tensor {
+        let (outputs, inputs) = (lambda.itemCount, input.lower.itemCount)
+        return Tensor(shape: [lambda.batchSize] + outputShape) { y in
+            for row in 0..<lambda.batchSize {
+                let image = row / rowsPerImage
+                for o in 0..<outputs {
+                    let k = image * outputs + o
+                    y[row * outputs + o] =
+                        takesInput(lambda.scalars[row * outputs + o], k) ? values.scalars[row * inputs + best[k]] : maxUpper[k]
+                }
+            }
+        }
+    }
+
+    /// Only the constant line moves, with the largest upper bound.
+    func boundsGradient(lambda: Tensor, values: Tensor, weights: [Float]) -> IntervalBounds {
+        let (outputs, inputs) = (lambda.itemCount, input.lower.itemCount)
+        var gu = [Float](repeating: 0, count: input.lower.count)
+        for row in 0..<lambda.batchSize {
+            let image = row / rowsPerImage
+            for o in 0..<outputs {
+                let v = lambda.scalars[row * outputs + o]
+                let k = image * outputs + o
+                if !takesInput(v, k) { gu[image * inputs + top[k]] += weights[row] * v }
+            }
+        }
+        let shape = input.lower.shape
+        return IntervalBounds(lower: Tensor(shape: shape), upper: Tensor(shape: shape, scalars: gu))
+    }
 }

@@ -17,6 +17,12 @@ import NeuralNet
 /// Shi et al. 2021 (``IntervalTraining/initialize(_:generator:)``); architectures with
 /// strided convolutions.
 ///
+/// With `crown-ibp` (Zhang et al. 2020) the worst-case logits are `β z̃_CROWN + (1 − β) z̃_IBP`,
+/// the first from ``CrownIBPBound`` (CROWN's tighter linear bound, on the IBP pass's
+/// intermediate bounds), with `β` falling from 1 to 0 over the ramp, as in the paper: the
+/// tighter bound where the network is still far from verifiable, IBP's at full ε. It costs
+/// about a forward and a backward pass per class while `β > 0`.
+///
 /// The bounds here are the plain interval bounds, without the outward widening that makes
 /// the certifier's bounds sound under Float32 (the difference is around 10⁻⁵ of a logit):
 /// training only needs their gradient, and the certificate is computed afterwards by the
@@ -24,7 +30,10 @@ import NeuralNet
 public struct IntervalTraining: Sendable {
     /// The bound method of the verified loss.
     public enum Method: String, Sendable, CaseIterable {
+        /// Interval bounds only (Gowal et al. 2018).
         case ibp
+        /// CROWN-IBP (Zhang et al. 2020), mixed with IBP's bound by a weight that ramps 1 → 0.
+        case crownIBP = "crown-ibp"
     }
 
     public let method: Method
@@ -58,23 +67,32 @@ public struct IntervalTraining: Sendable {
 
     /// The ε and κ of a step: natural training until `rampStart`, then both ramp linearly.
     public func schedule(epoch: Double) -> (epsilon: Float, kappa: Float) {
-        let progress: Float
-        if epoch < rampStart {
-            progress = 0
-        } else if rampEpochs == 0 {
-            progress = 1
-        } else {
-            progress = Float(min(1, (epoch - rampStart) / rampEpochs))
-        }
+        let progress = self.progress(epoch: epoch)
         return (epsilon * progress, 1 - (1 - kappa) * progress)
     }
 
+    /// The weight `β` of CROWN-IBP's bound in the worst-case logits at `epoch`: 1 → 0 over the
+    /// ramp for `crown-ibp`, always 0 for `ibp`.
+    public func crownWeight(epoch: Double) -> Float {
+        method == .crownIBP ? 1 - progress(epoch: epoch) : 0
+    }
+
+    /// How far along the ramp `epoch` is, from 0 to 1.
+    private func progress(epoch: Double) -> Float {
+        if epoch < rampStart { return 0 }
+        if rampEpochs == 0 { return 1 }
+        return Float(min(1, (epoch - rampStart) / rampEpochs))
+    }
+
     /// Each step's batch for ``NeuralNet/Trainer/fit(_:plan:from:prepare:evaluate:verify:onEvent:)``,
-    /// with ε and κ from ``schedule(epoch:)``.
+    /// with ε and κ from ``schedule(epoch:)`` and β from ``crownWeight(epoch:)``.
     public func preparation(stepsPerEpoch: Int) -> BatchPreparation {
         { model, images, labels, step, _ in
-            let (epsilon, kappa) = schedule(epoch: Double(step) / Double(max(stepsPerEpoch, 1)))
-            return batch(model: model, images: images, labels: labels, epsilon: epsilon, kappa: kappa)
+            let epoch = Double(step) / Double(max(stepsPerEpoch, 1))
+            let (epsilon, kappa) = schedule(epoch: epoch)
+            return batch(
+                model: model, images: images, labels: labels, epsilon: epsilon, kappa: kappa,
+                crownWeight: crownWeight(epoch: epoch))
         }
     }
 
@@ -82,18 +100,22 @@ public struct IntervalTraining: Sendable {
     /// its scored logits the worst-case logits (so the scored accuracy is the fraction verified
     /// by the training bounds; the clean logits while κ = 1, when no bounds are computed),
     /// and its clean accuracy that of the natural pass.
-    public func batch(model: Model, images: Tensor, labels: [Int], epsilon: Float, kappa: Float) -> TrainingBatch {
+    public func batch(model: Model, images: Tensor, labels: [Int], epsilon: Float, kappa: Float, crownWeight: Float = 0)
+        -> TrainingBatch
+    {
         let count = labels.count
         return TrainingBatch(
             labels: labels, scoredRows: kappa < 1 ? count..<2 * count : 0..<count, clean: .rows(0..<count),
             gradients: { model, seed in
                 IntervalTraining.gradients(
-                    model, images: images, labels: labels, epsilon: epsilon, kappa: kappa, count: count, seed: seed)
+                    model, images: images, labels: labels, epsilon: epsilon, kappa: kappa, count: count,
+                    crownWeight: crownWeight, seed: seed)
             })
     }
 
     /// The mixed loss's per-image values, the logits (the clean ones, then, when κ < 1, the
     /// worst-case ones) and the parameter gradients (of the loss averaged over `count` images).
+    /// `crownWeight` is CROWN-IBP's `β` (0: IBP alone).
     ///
     /// The natural pass runs in training mode (`seed` keys dropout). Batch normalisation
     /// normalises the bounds with the statistics of the clean batch, as auto_LiRPA does for
@@ -101,7 +123,8 @@ public struct IntervalTraining: Sendable {
     /// a batch-norm layer see a verified loss that shrinking their weights would reduce, which
     /// the normalisation undoes (measured: such a run collapses to chance within 4 epochs).
     static func gradients(
-        _ model: Model, images: Tensor, labels: [Int], epsilon: Float, kappa: Float, count: Int, seed: UInt64 = 0
+        _ model: Model, images: Tensor, labels: [Int], epsilon: Float, kappa: Float, count: Int, crownWeight: Float = 0,
+        seed: UInt64 = 0
     ) -> ModelGradients {
         let scale = 1 / Float(count)
         func naturalPass(statisticsGradients: [Int: [Tensor]] = [:]) -> ModelGradients {
@@ -127,7 +150,7 @@ public struct IntervalTraining: Sendable {
         let parts = Compute.map(shards.count) { index in
             verifiedLoss(
                 bounded, IntervalBounds(lower: box.lower.batch(shards[index]), upper: box.upper.batch(shards[index])),
-                labels: Array(labels[shards[index]]), gradientScale: (1 - kappa) * scale)
+                labels: Array(labels[shards[index]]), gradientScale: (1 - kappa) * scale, crownWeight: crownWeight)
         }
         // Summed in shard order, so the result does not depend on the thread count.
         var statistics = parts[0].statisticsGradients
@@ -157,41 +180,76 @@ public struct IntervalTraining: Sendable {
     /// and `g_r' = g_u' − g_l'`, `g_l = (g_c − g_r)/2`, `g_u = (g_c + g_r)/2`, and the weight
     /// gradient `dW_f + sign(W) ⊙ dW_|f|`. The other layers (``BoundedLayer/centreRadius`` nil) map
     /// the lower and the upper bound separately, so their backward is their own on each.
-    static func verifiedLoss(_ model: Model, _ input: IntervalBounds, labels: [Int], gradientScale: Float)
-        -> (losses: [Float], logits: Tensor, parameterGradients: [Tensor], statisticsGradients: [Int: [Tensor]])
-    {
+    ///
+    /// With `crownWeight` β > 0 the worst-case logits mix in CROWN-IBP's (``CrownIBPBound``), on
+    /// this pass's intermediate bounds; its gradient reaches the parameters directly and
+    /// through those bounds, whose gradient joins this pass's backward.
+    static func verifiedLoss(
+        _ model: Model, _ input: IntervalBounds, labels: [Int], gradientScale: Float, crownWeight: Float = 0
+    ) -> (losses: [Float], logits: Tensor, parameterGradients: [Tensor], statisticsGradients: [Int: [Tensor]]) {
         let (body, dense) = model.boundedLayers(for: "interval training")
         let context = ForwardContext(training: false, needsBackward: true)
         var bounds = input
+        var inputs: [IntervalBounds] = []
         var tape: [BoundStep] = []
         for layer in body {
+            inputs.append(bounds)
             let (next, step) = BoundStep.forward(layer, bounds, context: context)
             tape.append(step)
             bounds = next
         }
-        let folded = foldedLoss(dense, bounds, labels: labels, gradientScale: gradientScale)
+        inputs.append(bounds)
+        let crown = crownWeight > 0 ? CrownIBPBound(body: body, dense: dense, inputs: inputs, labels: labels) : nil
+        let folded = foldedLoss(
+            dense, bounds, labels: labels, gradientScale: gradientScale,
+            crown: crown.map { ($0.worstLogits, crownWeight) })
+        let crownGradients = crown.map { $0.gradients(folded.crownGradient) }
         var gradient = folded.boundsGradient
-        var gradients: [[Tensor]] = []
-        var statistics: [Int: [Tensor]] = [:]
+        var gradients = crownGradients?.parameters ?? [[Tensor]](repeating: [], count: body.count)
+        var statistics = crownGradients?.statistics ?? [:]
         let firstTrainable = body.firstIndex { !$0.parameterNames.isEmpty } ?? body.count
         for (index, step) in tape.enumerated().reversed() {
+            if let extra = crownGradients?.bounds[index + 1] {
+                gradient.lower.add(extra.lower)
+                gradient.upper.add(extra.upper)
+            }
             let (inputGradient, parameters, layerStatistics) = step.backward(
                 body[index], gradient, needsInputGradient: index > firstTrainable)
-            gradients.append(parameters)
-            statistics[index] = layerStatistics
+            gradients[index] = sum(gradients[index], parameters)
+            if let layerStatistics { statistics[index] = sum(statistics[index] ?? [], layerStatistics) }
             guard let inputGradient else { break }
             gradient = inputGradient
         }
-        let all = gradients.reversed().flatMap { $0 } + [folded.weightGradient, folded.biasGradient]
-        return (folded.losses, folded.logits, all, statistics)
+        var weightGradient = folded.weightGradient
+        var biasGradient = folded.biasGradient
+        if let crownGradients {
+            weightGradient.add(crownGradients.weight)
+            biasGradient.add(crownGradients.bias)
+        }
+        return (folded.losses, folded.logits, gradients.flatMap { $0 } + [weightGradient, biasGradient], statistics)
+    }
+
+    /// Two lists of gradients added element by element; an empty list is zero.
+    private static func sum(_ a: [Tensor], _ b: [Tensor]) -> [Tensor] {
+        guard !a.isEmpty else { return b }
+        guard !b.isEmpty else { return a }
+        return zip(a, b).map { $0 + $1 }
     }
 
     /// The cross-entropy of the worst-case logits with the margin folded into the last dense
     /// layer: `z̃_j = A_j c + |A_j| r + b_j − b_y` with `A_j = W_j − W_y`, `z̃_y = 0`; its loss is
     /// `log Σ_j exp z̃_j`, whose gradient is `p = softmax(z̃)` at `j ≠ y`.
-    static func foldedLoss(_ dense: Dense, _ bounds: IntervalBounds, labels: [Int], gradientScale: Float)
-        -> (losses: [Float], logits: Tensor, boundsGradient: IntervalBounds, weightGradient: Tensor, biasGradient: Tensor)
-    {
+    ///
+    /// With `crown` (CROWN-IBP's worst-case logits and their weight β) the loss is that of
+    /// `β z̃_CROWN + (1 − β) z̃`; `crownGradient` is its gradient with respect to `z̃_CROWN`
+    /// (empty without).
+    static func foldedLoss(
+        _ dense: Dense, _ bounds: IntervalBounds, labels: [Int], gradientScale: Float,
+        crown: (logits: [Float], weight: Float)? = nil
+    ) -> (
+        losses: [Float], logits: Tensor, boundsGradient: IntervalBounds, weightGradient: Tensor, biasGradient: Tensor,
+        crownGradient: [Float]
+    ) {
         let (I, O) = (dense.inputFeatures, dense.outputFeatures)
         let n = labels.count
         let w = dense.weight.scalars, b = dense.bias.scalars
@@ -205,6 +263,7 @@ public struct IntervalTraining: Sendable {
         var gb = [Float](repeating: 0, count: O)
         var c = [Float](repeating: 0, count: I), r = [Float](repeating: 0, count: I)
         var gc = [Float](repeating: 0, count: I), gr = [Float](repeating: 0, count: I)
+        var crownGradient = [Float](repeating: 0, count: crown == nil ? 0 : n * O)
         for s in 0..<n {
             let y = labels[s]
             for i in 0..<I {
@@ -220,6 +279,9 @@ public struct IntervalTraining: Sendable {
                 }
                 z[j] = sum
             }
+            if let crown {
+                for j in 0..<O { z[j] = crown.weight * crown.logits[s * O + j] + (1 - crown.weight) * z[j] }
+            }
             let top = z.max() ?? 0
             let exps = z.map { expf($0 - top) }
             let total = exps.reduce(0, +)
@@ -227,7 +289,9 @@ public struct IntervalTraining: Sendable {
             for j in 0..<O { logits[s * O + j] = z[j] }
             for i in 0..<I { (gc[i], gr[i]) = (0, 0) }
             for j in 0..<O where j != y {
-                let p = gradientScale * exps[j] / total
+                let mixed = gradientScale * exps[j] / total
+                if let crown { crownGradient[s * O + j] = crown.weight * mixed }
+                let p = (1 - (crown?.weight ?? 0)) * mixed
                 gb[j] += p
                 gb[y] -= p
                 for i in 0..<I {
@@ -249,7 +313,7 @@ public struct IntervalTraining: Sendable {
         return (
             losses, Tensor(shape: [n, O], scalars: logits),
             IntervalBounds(lower: Tensor(shape: shape, scalars: gl), upper: Tensor(shape: shape, scalars: gu)),
-            Tensor(shape: dense.weight.shape, scalars: gw), Tensor(shape: dense.bias.shape, scalars: gb)
+            Tensor(shape: dense.weight.shape, scalars: gw), Tensor(shape: dense.bias.shape, scalars: gb), crownGradient
         )
     }
 }
@@ -267,15 +331,15 @@ enum BoundStep {
         if let (absolute, weight) = layer.centreRadius {
             let center = 0.5 * (bounds.lower + bounds.upper)
             let radius = 0.5 * (bounds.upper - bounds.lower)
-            let (c, centerCache) = open(layer, center, context)
-            let (r, radiusCache) = open(absolute, radius, context)
+            let (c, centerCache) = forwardOpened(layer, center, context)
+            let (r, radiusCache) = forwardOpened(absolute, radius, context)
             return (
                 IntervalBounds(lower: c - r, upper: c + r),
                 .affine(center: centerCache, radius: radiusCache, absolute: absolute, weight: weight)
             )
         }
-        let (l, lowerCache) = open(layer, bounds.lower, context)
-        let (u, upperCache) = open(layer, bounds.upper, context)
+        let (l, lowerCache) = forwardOpened(layer, bounds.lower, context)
+        let (u, upperCache) = forwardOpened(layer, bounds.upper, context)
         return (IntervalBounds(lower: l, upper: u), .monotone(lower: lowerCache, upper: upperCache))
     }
 
@@ -287,9 +351,9 @@ enum BoundStep {
         let wantsParameters = !layer.parameterNames.isEmpty
         switch self {
         case let .affine(centerCache, radiusCache, absolute, weight):
-            let (gc, centerGrads) = backOpen(
+            let (gc, centerGrads) = backwardOpened(
                 layer, gradient.lower + gradient.upper, centerCache, needsInputGradient, wantsParameters)
-            let (gr, radiusGrads) = backOpen(
+            let (gr, radiusGrads) = backwardOpened(
                 absolute, gradient.upper - gradient.lower, radiusCache, needsInputGradient, wantsParameters)
             var weightGradient = centerGrads[0]
             weightGradient.scalars.withUnsafeMutableBufferPointer { g in
@@ -303,20 +367,20 @@ enum BoundStep {
             guard needsInputGradient, let gc, let gr else { return (nil, parameters, statistics) }
             return (IntervalBounds(lower: 0.5 * (gc - gr), upper: 0.5 * (gc + gr)), parameters, statistics)
         case let .monotone(lowerCache, upperCache):
-            let (gl, _) = backOpen(layer, gradient.lower, lowerCache, needsInputGradient, false)
-            let (gu, _) = backOpen(layer, gradient.upper, upperCache, needsInputGradient, false)
+            let (gl, _) = backwardOpened(layer, gradient.lower, lowerCache, needsInputGradient, false)
+            let (gu, _) = backwardOpened(layer, gradient.upper, upperCache, needsInputGradient, false)
             guard needsInputGradient, let gl, let gu else { return (nil, [], nil) }
             return (IntervalBounds(lower: gl, upper: gu), [], nil)
         }
     }
 }
 
-private func open<L: Layer>(_ layer: L, _ input: Tensor, _ context: ForwardContext) -> (Tensor, Any) {
+func forwardOpened<L: Layer>(_ layer: L, _ input: Tensor, _ context: ForwardContext) -> (Tensor, Any) {
     let (output, cache) = layer.forward(input, context: context)
     return (output, cache)
 }
 
-private func backOpen<L: Layer>(
+func backwardOpened<L: Layer>(
     _ layer: L, _ gradient: Tensor, _ cache: Any, _ needsInputGradient: Bool, _ needsParameterGradients: Bool
 ) -> (Tensor?, [Tensor]) {
     // Each cache is paired with the layer that made it, so the cast cannot fail.

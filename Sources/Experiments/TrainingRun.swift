@@ -34,7 +34,7 @@ public struct TrainingSettings: Codable, Sendable, Equatable {
     public var epsWarmup: Double
     /// TRADES' β.
     public var beta: Float
-    /// Certified training: an ``IntervalTraining/Method`` raw value (`ibp`), or nil.
+    /// Certified training: an ``IntervalTraining/Method`` raw value (`ibp`, `crown-ibp`), or nil.
     public var certified: String?
     /// Certified training: the ε of the verified loss (default: `eps`).
     public var trainEps: Float?

@@ -67,7 +67,11 @@ struct TrainCommand: ParsableCommand {
     @Option(help: "TRADES: weight β of the robustness term.")
     var beta: Float = 6
 
-    @Option(help: "Certified training: ibp (interval bound propagation, Gowal et al. 2018).")
+    @Option(
+        help: """
+            Certified training: ibp (interval bound propagation, Gowal et al. 2018) or crown-ibp \
+            (Zhang et al. 2020: CROWN's tighter bound mixed in, its weight falling from 1 to 0 over the ramp).
+            """)
     var certified: IntervalTraining.Method?
 
     @Option(help: "Certified training: the ε of the verified loss (default: --eps; the papers train at 0.4 for 0.3).")
@@ -237,7 +241,8 @@ func describe(_ defence: AdversarialTraining, warmup: Double) -> String {
 /// The certified-training line of a run.
 func describe(_ training: IntervalTraining, target: Float, initialization: String?) -> String {
     "certified training: \(training.method.rawValue), training ε \(training.epsilon), κ 1 → \(training.kappa), "
-        + "natural for \(training.rampStart) epochs, then ramped over \(training.rampEpochs) epochs, "
+        + "natural for \(training.rampStart) epochs, then ramped over \(training.rampEpochs) epochs"
+        + (training.method == .crownIBP ? " (CROWN-IBP's weight β 1 → 0), " : ", ")
         + "\(initialization ?? "pytorch") initialisation; verified accuracy at ε \(target) on the first 1,000 test digits"
 }
 

@@ -43,7 +43,7 @@ func temporaryDirectory() throws -> URL {
         ["train", "--arch", "conv8k3 relu flatten dense7"],
         ["train", "--dataset", "cifar"],
         ["train", "--limit", "0"],
-        ["train", "--certified", "crown-ibp"],
+        ["train", "--certified", "crown"],
         ["train", "--certified", "ibp", "--kappa", "1.5"],
         ["train", "--certified", "ibp", "--train-eps", "nan"],
         ["train", "--certified", "ibp", "--eps-ramp=-1"],

@@ -165,30 +165,18 @@ struct ConvGeometry {
         return ConvGeometry(C: C, H: H, W: W, F: F, R: R, stride: stride, padding: padding, P: P, Q: Q)
     }
 
+    /// The same convolution over the input with its zero border made explicit: padding 0,
+    /// H and W grown by 2·padding, the same outputs.
+    var padded: ConvGeometry {
+        ConvGeometry(C: C, H: H + 2 * padding, W: W + 2 * padding, F: F, R: R, stride: stride, padding: 0, P: P, Q: Q)
+    }
+
     var K: Int { C * R * R }
     /// The floats an im2col buffer of one image needs.
     var columnCount: Int { K * P * Q }
     var PQ: Int { P * Q }
     var CHW: Int { C * H * W }
 
-    /// The output columns `q` whose input column `q·stride − padding + s` lies inside the
-    /// image, for kernel column `s`.
-    func validColumns(s: Int) -> Range<Int> {
-        let offset = s - padding
-        // smallest q with q·stride + offset ≥ 0, and smallest q with q·stride + offset ≥ W
-        let low = offset >= 0 ? 0 : (-offset + stride - 1) / stride
-        let high = W - offset <= 0 ? 0 : min(Q, (W - offset + stride - 1) / stride)
-        return low..<max(low, high)
-    }
-
-    /// The output rows `p` whose input row `p·stride − padding + r` lies inside the image,
-    /// for kernel row `r`.
-    func validRows(r: Int) -> Range<Int> {
-        let offset = r - padding
-        let low = offset >= 0 ? 0 : min(P, (-offset + stride - 1) / stride)
-        let high = H - offset <= 0 ? 0 : min(P, (H - offset + stride - 1) / stride)
-        return low..<max(low, high)
-    }
 }
 
 /// Unfolds one image x[C, H, W] into the column matrix: row (c, r, s) holds, for every
@@ -197,85 +185,72 @@ struct ConvGeometry {
 /// matrix [K, images·P·Q] (rowStride = images·P·Q) and one GEMM; writes exactly P·Q floats
 /// per row.
 ///
-/// Index arithmetic is hoisted out of the inner loop: for each (c, r, s) the valid output
-/// rows and columns are computed once, and each output row is then one short copy (stride 1)
-/// or gather (larger strides) plus zeros for the padding.
+/// With padding or a stride, the image is first copied into a zero-bordered plane (with a
+/// few floats of slack after it, which the strided copies may read), so that the unfolding
+/// itself never tests for borders: the copy is C·(H + 2·padding)·(W + 2·padding) floats, a
+/// small fraction of the K·P·Q it unfolds, and per-pixel border tests cost more than it.
 func im2col(_ x: UnsafePointer<Float>, _ col: UnsafeMutablePointer<Float>, rowStride: Int, _ g: ConvGeometry) {
-    if g.stride == 1 && g.padding == 0 {
+    guard g.padding > 0 || g.stride > 1 else {
         im2colUnpadded(x, col, rowStride: rowStride, g)
         return
     }
-    for c in 0..<g.C {
-        let plane = x + c * g.H * g.W
-        for r in 0..<g.R {
-            let rows = g.validRows(r: r)
-            for s in 0..<g.R {
-                let dst = col + ((c * g.R + r) * g.R + s) * rowStride
-                let columns = g.validColumns(s: s)
-                if columns.isEmpty {
-                    dst.initialize(repeating: 0, count: g.PQ)
-                    continue
-                }
-                dst.initialize(repeating: 0, count: rows.lowerBound * g.Q)
-                for p in rows {
-                    let out = dst + p * g.Q
-                    // the input pixel under output (p, columns.lowerBound)
-                    let src = plane + (p * g.stride - g.padding + r) * g.W + columns.lowerBound * g.stride + s - g.padding
-                    for q in 0..<columns.lowerBound { out[q] = 0 }
-                    if g.stride == 1 {
-                        copyFloats(src, out + columns.lowerBound, count: columns.count)
-                    } else {
-                        for q in 0..<columns.count { out[columns.lowerBound + q] = src[q * g.stride] }
-                    }
-                    for q in columns.upperBound..<g.Q { out[q] = 0 }
-                }
-                (dst + rows.upperBound * g.Q).initialize(repeating: 0, count: (g.P - rows.upperBound) * g.Q)
-            }
-        }
+    let padded = g.padded
+    withScratch(count: padded.CHW + planeSlack) { plane in
+        pad(x, into: plane, g)
+        (plane + padded.CHW).initialize(repeating: 0, count: planeSlack)
+        im2colUnpadded(plane, col, rowStride: rowStride, padded)
     }
 }
+
+/// Floats of slack after a zero-bordered plane: the stride-2 copies read (and the stride-2
+/// adds rewrite) up to one float past the last pixel they use.
+private let planeSlack = 16
 
 /// The adjoint of `im2col`: folds the column matrix (row k at `col + k·rowStride`) back
 /// into dx[C, H, W], adding every tap's contribution to the pixel it came from. Overwrites dx.
+/// With padding or a stride, it folds into a zero-bordered plane and copies out the inside.
 func col2im(_ col: UnsafePointer<Float>, rowStride: Int, _ dx: UnsafeMutablePointer<Float>, _ g: ConvGeometry) {
-    if g.stride == 1 && g.padding == 0 && g.W <= 16 {
-        col2imNarrow(col, rowStride: rowStride, dx, g)
-        return
-    }
-    dx.initialize(repeating: 0, count: g.CHW)
-    if g.stride == 1 && g.padding == 0 {
+    guard g.padding > 0 || g.stride > 1 else {
         col2imUnpadded(col, rowStride: rowStride, dx, g)
         return
     }
-    for c in 0..<g.C {
-        let plane = dx + c * g.H * g.W
-        for r in 0..<g.R {
-            let rows = g.validRows(r: r)
-            for s in 0..<g.R {
-                let row = col + ((c * g.R + r) * g.R + s) * rowStride
-                let columns = g.validColumns(s: s)
-                if columns.isEmpty { continue }
-                for p in rows {
-                    let src = row + p * g.Q + columns.lowerBound
-                    let dst = plane + (p * g.stride - g.padding + r) * g.W + columns.lowerBound * g.stride + s - g.padding
-                    if g.stride == 1 {
-                        accumulateFloats(src, into: dst, count: columns.count)
-                    } else {
-                        for q in 0..<columns.count { dst[q * g.stride] += src[q] }
-                    }
-                }
+    let padded = g.padded
+    withScratch(count: padded.CHW + planeSlack) { plane in
+        col2imUnpadded(col, rowStride: rowStride, plane, padded)
+        let (H, W, p, Wp) = (g.H, g.W, g.padding, padded.W)
+        for c in 0..<g.C {
+            for h in 0..<H {
+                copyFloats(plane + (c * padded.H + h + p) * Wp + p, dx + (c * H + h) * W, count: W)
             }
         }
     }
 }
 
-/// `im2col` for stride 1 and no padding (the common case): row (c, r, s) is the P×Q block of
-/// channel c's plane whose top-left corner is (r, s), so each output row is one copy of Q
-/// contiguous floats. The R copies of taps (r, 0..<R) read the same input row, so they are
-/// made together. Pointers advance by addition: this loop runs K·P times per image and its
-/// bookkeeping, not the copying, is what it costs.
+/// Copies x[C, H, W] into the middle of a zeroed [C, H + 2·padding, W + 2·padding].
+private func pad(_ x: UnsafePointer<Float>, into plane: UnsafeMutablePointer<Float>, _ g: ConvGeometry) {
+    let (H, W, p) = (g.H, g.W, g.padding)
+    let Wp = W + 2 * p
+    let Hp = H + 2 * p
+    for c in 0..<g.C {
+        let out = plane + c * Hp * Wp
+        out.initialize(repeating: 0, count: p * Wp)
+        for h in 0..<H {
+            let row = out + (h + p) * Wp
+            // a border is a float or two: a loop, not a memset call
+            for i in 0..<p { row[i] = 0 }
+            copyFloats(x + (c * H + h) * W, row + p, count: W)
+            for i in (p + W)..<Wp { row[i] = 0 }
+        }
+        (out + (H + p) * Wp).initialize(repeating: 0, count: p * Wp)
+    }
+}
+
+/// `im2col` without padding: row (c, r, s) takes, for output row p, the Q pixels of input
+/// row p·stride + r starting at column s, every stride-th. The R taps (r, 0..<R) read the
+/// same input row, so they are made together. Pointers advance by addition: this loop runs
+/// K·P times per image and its bookkeeping, not the copying, is what it costs.
 private func im2colUnpadded(_ x: UnsafePointer<Float>, _ col: UnsafeMutablePointer<Float>, rowStride: Int, _ g: ConvGeometry) {
-    let (R, P, Q, W) = (g.R, g.P, g.Q, g.W)
+    let (R, P, Q, W, stride) = (g.R, g.P, g.Q, g.W, g.stride)
     var row = col  // column-matrix row (c, r, 0)
     var plane = x
     for _ in 0..<g.C {
@@ -285,10 +260,14 @@ private func im2colUnpadded(_ x: UnsafePointer<Float>, _ col: UnsafeMutablePoint
             for _ in 0..<P {
                 var tap = dst
                 for s in 0..<R {
-                    copyFloats(src + s, tap, count: Q)
+                    switch stride {
+                    case 1: copyFloats(src + s, tap, count: Q)
+                    case 2: copyEvenFloats(src + s, tap, count: Q)
+                    default: for q in 0..<Q { tap[q] = src[s &+ q &* stride] }
+                    }
                     tap += rowStride
                 }
-                src += W
+                src += stride &* W
                 dst += Q
             }
             row += R &* rowStride
@@ -297,10 +276,15 @@ private func im2colUnpadded(_ x: UnsafePointer<Float>, _ col: UnsafeMutablePoint
     }
 }
 
-/// `col2im` for stride 1 and no padding: adds each P×Q block back at its (r, s) offset.
-/// Expects dx zeroed.
+/// `col2im` without padding: adds each tap's P×Q block back where `im2colUnpadded` took it
+/// from. Overwrites dx.
 private func col2imUnpadded(_ col: UnsafePointer<Float>, rowStride: Int, _ dx: UnsafeMutablePointer<Float>, _ g: ConvGeometry) {
-    let (R, P, Q, W) = (g.R, g.P, g.Q, g.W)
+    if g.stride == 1 && g.W <= 16 {
+        col2imNarrow(col, rowStride: rowStride, dx, g)
+        return
+    }
+    dx.initialize(repeating: 0, count: g.CHW)
+    let (R, P, Q, W, stride) = (g.R, g.P, g.Q, g.W, g.stride)
     var row = col
     var plane = dx
     for _ in 0..<g.C {
@@ -309,9 +293,13 @@ private func col2imUnpadded(_ col: UnsafePointer<Float>, rowStride: Int, _ dx: U
                 var src = row
                 var dst = plane + (r &* W &+ s)
                 for _ in 0..<P {
-                    accumulateFloats(src, into: dst, count: Q)
+                    switch stride {
+                    case 1: accumulateFloats(src, into: dst, count: Q)
+                    case 2: accumulateEvenFloats(src, into: dst, count: Q)
+                    default: for q in 0..<Q { dst[q &* stride] += src[q] }
+                    }
                     src += Q
-                    dst += W
+                    dst += stride &* W
                 }
                 row += rowStride
             }
@@ -320,8 +308,8 @@ private func col2imUnpadded(_ col: UnsafePointer<Float>, rowStride: Int, _ dx: U
     }
 }
 
-/// `col2im` for stride 1, no padding and rows of at most 16 floats (conv2 of `seed`): each
-/// row of dx is summed in registers (four SIMD4s) from every (r, s) tap that reaches it,
+/// `col2im` for stride 1, no padding and rows of at most 16 floats (conv2 of `seed`, and
+/// the zero-bordered planes of padded convolutions on 14×14 inputs): each row of dx is summed in registers (four SIMD4s) from every (r, s) tap that reaches it,
 /// and stored once. Tap s contributes block row p = h − r shifted right by s: unaligned
 /// loads starting s floats before the block row, ANDed with a mask of the lanes s..<s+Q.
 /// Those loads touch up to 16 floats before and after the column matrix, so `col` must
@@ -413,6 +401,46 @@ func copyFloats(_ src: UnsafePointer<Float>, _ dst: UnsafeMutablePointer<Float>,
             i &+= 4
         }
         copy4(count &- 4)
+    }
+}
+
+/// dst[i] = src[2i] for i in 0..<count, four at a time (the even lanes of eight), with the
+/// last chunk ending exactly at `count` as in ``copyFloats``. Reads src up to src[2·count − 1],
+/// one float past the last it uses.
+@inline(__always)
+func copyEvenFloats(_ src: UnsafePointer<Float>, _ dst: UnsafeMutablePointer<Float>, count: Int) {
+    guard count >= 4 else {
+        for i in 0..<count { dst[i] = src[2 &* i] }
+        return
+    }
+    @inline(__always) func copy4(_ offset: Int) {
+        let pairs = UnsafeRawPointer(src + 2 &* offset).loadUnaligned(as: SIMD8<Float>.self)
+        UnsafeMutableRawPointer(dst + offset).storeBytes(of: pairs.evenHalf, as: SIMD4<Float>.self)
+    }
+    var i = 0
+    while i &+ 4 < count {
+        copy4(i)
+        i &+= 4
+    }
+    copy4(count &- 4)
+}
+
+/// dst[2i] += src[i] for i in 0..<count, four at a time, then one by one. Rewrites (with the
+/// value it read) dst up to dst[2·count − 1], one float past the last it adds to.
+@inline(__always)
+func accumulateEvenFloats(_ src: UnsafePointer<Float>, into dst: UnsafeMutablePointer<Float>, count: Int) {
+    var i = 0
+    while i &+ 4 <= count {
+        let values = UnsafeRawPointer(src + i).loadUnaligned(as: SIMD4<Float>.self)
+        let target = UnsafeMutableRawPointer(dst + 2 &* i)
+        var pairs = target.loadUnaligned(as: SIMD8<Float>.self)
+        pairs.evenHalf += values
+        target.storeBytes(of: pairs, as: SIMD8<Float>.self)
+        i &+= 4
+    }
+    while i < count {
+        dst[2 &* i] += src[i]
+        i &+= 1
     }
 }
 

@@ -167,6 +167,89 @@ struct KernelTests {
         #expect(other.steps.count == other.layers.count)
     }
 
+    /// im2col done the obvious way: entry ((c·R + r)·R + s, p·Q + q) is the pixel under tap
+    /// (r, s) of output (p, q), or 0 in the padding.
+    static func referenceColumns(_ x: [Float], _ g: ConvGeometry) -> [Float] {
+        var col = [Float](repeating: 0, count: g.columnCount)
+        for c in 0..<g.C {
+            for r in 0..<g.R {
+                for s in 0..<g.R {
+                    for p in 0..<g.P {
+                        for q in 0..<g.Q {
+                            let h = p * g.stride - g.padding + r
+                            let w = q * g.stride - g.padding + s
+                            guard (0..<g.H).contains(h), (0..<g.W).contains(w) else { continue }
+                            col[((c * g.R + r) * g.R + s) * g.PQ + p * g.Q + q] = x[(c * g.H + h) * g.W + w]
+                        }
+                    }
+                }
+            }
+        }
+        return col
+    }
+
+    @Test("im2col and col2im against the plain definition: strides, padding, crops, shared column matrices", arguments: [
+        // (channels, height, width, kernel, stride, padding)
+        (1, 28, 28, 3, 1, 1), (16, 28, 28, 4, 2, 1), (16, 14, 14, 3, 1, 1), (32, 14, 14, 4, 2, 1), (3, 7, 6, 2, 3, 1),
+        (2, 5, 21, 3, 1, 0), (2, 9, 9, 3, 2, 0), (2, 6, 5, 5, 1, 2), (1, 4, 4, 3, 1, 3), (2, 11, 11, 3, 1, 1),
+    ])
+    func columns(channels: Int, height: Int, width: Int, kernel: Int, stride: Int, padding: Int) {
+        let full = ConvGeometry(C: channels, H: height, W: width, F: 1, R: kernel, stride: stride, padding: padding)
+        for g in [full, full.cropped(P: full.P / 2 * 2, Q: full.Q / 2 * 2)] where g.PQ > 0 {
+            let x = randomTensor([2, channels, height, width], seed: 31).scalars
+            let expected = (0..<2).map { Self.referenceColumns(Array(x[($0 * g.CHW)...]), g) }
+            // Two images side by side in one column matrix, as the fused step lays them out.
+            var col = [Float](repeating: .nan, count: 2 * g.columnCount)
+            x.withUnsafeBufferPointer { x in
+                col.withUnsafeMutableBufferPointer { col in
+                    for image in 0..<2 {
+                        im2col(x.baseAddress! + image * g.CHW, col.baseAddress! + image * g.PQ, rowStride: 2 * g.PQ, g)
+                    }
+                }
+            }
+            for image in 0..<2 {
+                var got: [Float] = []
+                for k in 0..<g.K {
+                    let start: Int = (k * 2 + image) * g.PQ
+                    got += col[start..<(start + g.PQ)]
+                }
+                #expect(got == expected[image], "im2col \(g)")
+            }
+            // col2im is im2col's adjoint: each pixel gets the sum of the entries it was copied to.
+            let weights = randomTensor([2 * g.columnCount], seed: 32).scalars
+            var dx = [Float](repeating: .nan, count: 2 * g.CHW)
+            withColumnScratch(count: weights.count) { scratch in
+                scratch.update(from: weights, count: weights.count)
+                dx.withUnsafeMutableBufferPointer { dx in
+                    for image in 0..<2 {
+                        col2im(scratch + image * g.PQ, rowStride: 2 * g.PQ, dx.baseAddress! + image * g.CHW, g)
+                    }
+                }
+            }
+            for image in 0..<2 {
+                var reference = [Double](repeating: 0, count: g.CHW)
+                for c in 0..<g.C {
+                    for r in 0..<g.R {
+                        for s in 0..<g.R {
+                            for p in 0..<g.P {
+                                for q in 0..<g.Q {
+                                    let h = p * g.stride - g.padding + r
+                                    let w = q * g.stride - g.padding + s
+                                    guard (0..<g.H).contains(h), (0..<g.W).contains(w) else { continue }
+                                    let k = (c * g.R + r) * g.R + s
+                                    reference[(c * g.H + h) * g.W + w] += Double(weights[(k * 2 + image) * g.PQ + p * g.Q + q])
+                                }
+                            }
+                        }
+                    }
+                }
+                for i in 0..<g.CHW {
+                    #expect(abs(Double(dx[image * g.CHW + i]) - reference[i]) <= 1e-5 * max(1, abs(reference[i])), "col2im \(g) pixel \(i)")
+                }
+            }
+        }
+    }
+
     @Test("stride-1 convolution gradients on rows wider than 16 floats")
     func wideConvolution() {
         var generator = SplitMix64(seed: 22)

@@ -199,7 +199,8 @@ extension BatchNorm: BoundedLayer {
                     let (a, b) = s >= 0 ? (s * l, s * u) : (s * u, s * l)
                     lower[i] = Float(a + t - widen).nextDown
                     upper[i] = Float(b + t + widen).nextUp
-                    magnitude[i] = Float(m).nextUp
+                    // m = 0 is exact (a sum of non-negative terms): no subnormal (see roundedUpUnlessZero)
+                    magnitude[i] = m == 0 ? 0 : Float(m).nextUp
                 }
             }
         }

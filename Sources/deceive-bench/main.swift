@@ -3,9 +3,12 @@
 // kernels this CPU can run, each measured in the same run (in a child process, because
 // OpenBLAS fixes its kernel when it loads), not only the one the library happens to pick.
 //
-//   deceive-bench [--arch seed] [--seconds 3] [--model models/mnist-cnn.safetensors] [--output out/bench.json]
+//   deceive-bench [--arch seed] [--seconds 3] [--model models/mnist-cnn.safetensors]
+//                 [--certified-model models/mnist-cnn-certified.safetensors] [--output out/bench.json]
 //
-// Then every attack's images/s on 1,000 test digits of the shipped model.
+// Then a certified-training (IBP) step on the certified model's architecture, certification
+// (IBP and CROWN) of 1,000 test digits of that model, and every attack's images/s on 1,000
+// test digits of the shipped model.
 
 import Adversarial
 import Datasets
@@ -32,6 +35,15 @@ struct AttackMeasurement: Encodable {
     let learningSeconds: Double?
 }
 
+struct CertificationMeasurement: Encodable {
+    let method: String
+    let epsilon: Float
+    let images: Int
+    let seconds: Double
+    let imagesPerSecond: Double
+    let verifiedAccuracy: Double
+}
+
 struct KernelMeasurement: Encodable {
     let kernel: String
     let isa: String
@@ -56,6 +68,7 @@ struct Report: Encodable {
     let isaPeakGFLOPs: Double?
     let warning: String?
     let measurements: [Measurement]
+    let certification: [CertificationMeasurement]
     let attacks: [AttackMeasurement]
 }
 
@@ -217,6 +230,56 @@ do {
     record("input-gradient", batchSize: 1000, rate: rate, flopsPerItem: architecture.inputGradientFLOPs, target: 0.7)
 }
 
+// Certified training and certification, on the certified model's architecture and weights.
+var certification: [CertificationMeasurement] = []
+let certifiedPath = value(of: "--certified-model") ?? "models/mnist-cnn-certified.safetensors"
+if value(of: "--skip-attacks") == nil, FileManager.default.fileExists(atPath: certifiedPath) {
+    do {
+        let certified = try Checkpoint.load(from: URL(fileURLWithPath: certifiedPath)).model
+        let test = try DataStore(dataset: .mnist).load().test
+        let spec = certified.architecture
+        print("\ncertified training and certification on \(certifiedPath) (\(spec.spec)):")
+        // One IBP step at full strength (ε 0.4, κ 0.5): the natural pass and the bound pass's
+        // centre and radius passes, each a forward and a backward, so counted as three
+        // training passes (the elementwise work of the bounds and the loss is not counted).
+        let images = test.images(0..<100)
+        let labels = Array(test.labels[0..<100])
+        let training = try IntervalTraining(epsilon: 0.4)
+        var trainer = Trainer(model: certified, optimizer: Adam())
+        let rate = throughput(items: 100) {
+            let batch = training.batch(model: trainer.model, images: images, labels: labels, epsilon: 0.4, kappa: 0.5)
+            _ = trainer.train(batch, learningRate: 1e-4, seed: 1)
+        }
+        record("certified-train", batchSize: 100, rate: rate, flopsPerItem: 3 * spec.trainingFLOPs, target: nil)
+        let count = 1000
+        let digits = test.images(0..<count)
+        let digitLabels = Array(test.labels[0..<count])
+        let clean = certified.predictions(digits, batchSize: 1000)
+        for method in ["ibp", "crown"] {
+            let clock = ContinuousClock()
+            let start = clock.now
+            let verified = method == "ibp"
+                ? IntervalBoundPropagation.certify(
+                    certified, images: digits, labels: digitLabels, epsilon: 0.3, cleanPredictions: clean)
+                : LinearBoundPropagation.certify(
+                    certified, images: digits, labels: digitLabels, epsilon: 0.3, cleanPredictions: clean)
+            let elapsed = (clock.now - start).seconds
+            let accuracy = Double(verified.filter { $0 }.count) / Double(count)
+            certification.append(
+                CertificationMeasurement(
+                    method: method, epsilon: 0.3, images: count, seconds: elapsed,
+                    imagesPerSecond: Double(count) / elapsed, verifiedAccuracy: accuracy))
+            print(
+                ("certify-" + method).padding(toLength: 16, withPad: " ", startingAt: 0)
+                    + String(
+                        format: "%5d images  %7.2f s  %8.0f images/s  verified %.1f%% at ε 0.3", count, elapsed,
+                        Double(count) / elapsed, 100 * accuracy))
+        }
+    } catch {
+        fail("certification: \(error)")
+    }
+}
+
 // Every attack with its default parameters on real test digits of the shipped model
 // (some on fewer: Carlini–Wagner runs 500 Adam steps per image, the decision-based attacks
 // 10,000 queries per image), then a universal perturbation learned on 10,000 training
@@ -288,7 +351,7 @@ if let output {
         architecture: architecture.spec, cpu: cpu.description, isa: cpu.isa.description, blas: backend.library,
         kernel: backend.kernel, kernelISA: backend.kernelISA.description, threads: threads, sgemmGFLOPs: inUse,
         kernels: kernels, rooflineGFLOPs: roofline, isaPeakGFLOPs: peak, warning: warning, measurements: measurements,
-        attacks: attacks)
+        certification: certification, attacks: attacks)
     do {
         try AtomicFile.write(try encoder.encode(report), to: URL(fileURLWithPath: output))
         print("wrote \(output)")

@@ -98,6 +98,31 @@ import Testing
         #expect(counts[1] > 0)
     }
 
+    /// A unit that is off over the whole box has the interval [0, 0], and a fixed pixel a
+    /// point interval: their radius (and a zero magnitude) must stay an exact 0, not round up to
+    /// a subnormal, which would be sound but slows every GEMM that reads it many times over on
+    /// Intel cores (IBP on 10,000 digits took 107 s instead of 5 s).
+    @Test func pointIntervalsGiveExactZeros() throws {
+        let bounds = IntervalBounds(
+            lower: Tensor(shape: [1, 4], scalars: [0, 0.5, -1, -0.25]),
+            upper: Tensor(shape: [1, 4], scalars: [0, 0.5, 1, 0.75]))
+        let dense = Dense(
+            weight: Tensor(shape: [2, 4], scalars: [1, -2, 3, 0.5, -1, 1, 2, 4]), bias: Tensor(shape: [2], scalars: [0.5, -1]))
+        var passes: [[Float]] = []
+        let result = IntervalBoundPropagation.affine(bounds, weight: dense.weight, bias: dense.bias, k: 4) { w, b, x in
+            passes.append(x.scalars)
+            return Dense(weight: w, bias: b).forward(x, context: ForwardContext(needsBackward: false)).output
+        }
+        // centre, radius (rounded up unless 0), magnitude |centre| + radius (the same)
+        #expect(passes.count == 3)
+        #expect(passes[0] == [0, 0.5, 0, 0.25])
+        #expect(passes[1][0] == 0 && passes[1][1] == 0 && passes[1][2] == Float(1).nextUp && passes[1][3] == Float(0.5).nextUp)
+        #expect(passes[2][0] == 0 && passes[2][1] == Float(0.5).nextUp)
+        #expect(!passes.joined().contains { $0.isSubnormal })
+        // and the bounds still hold the exact ones: z0 = x0 − 2x1 + 3x2 + 0.5x3 + 0.5 ∈ [−3.625, 2.875]
+        #expect(result.bounds.lower.scalars[0] <= -3.625 && result.bounds.upper.scalars[0] >= 2.875)
+    }
+
     @Test func pgdResultsStayWithinTheBounds() throws {
         let test = try DataStore(dataset: .mnist).load().test.prefix(8)
         let model = try Checkpoint.load(

@@ -51,7 +51,8 @@ public struct IntervalBounds: Sendable, Equatable {
 /// factor 4 covers this computation's error, the engine's error, and the error of computing
 /// the widening itself; `k · 2⁻¹²⁶` covers underflow (and flush-to-zero) in the products. The
 /// results are then rounded outward with `nextDown`/`nextUp`, as are the conversions between
-/// lower–upper and centre–radius form. The folded last layer is computed in Double from the
+/// lower–upper and centre–radius form (a radius or magnitude that is exactly 0 stays 0: see
+/// `roundedUpUnlessZero`). The folded last layer is computed in Double from the
 /// Float32 bounds (products of two Float32 values are exact in Double), and its margin lower
 /// bound is lowered by `(k + 4) · 2⁻⁵² · S` for the Double sums plus `2 · (k + 2) · 2⁻²⁴ · S` for
 /// the engine's Float32 logits, with `S = Σ (|W_y| + |W_j|) max(|l|, |u|) + |b_y| + |b_j|`, then

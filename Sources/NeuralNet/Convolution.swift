@@ -395,13 +395,20 @@ func copyFloats(_ src: UnsafePointer<Float>, _ dst: UnsafeMutablePointer<Float>,
         copy4(4)
         copy4(count &- 4)
     default:
-        var i = 0
-        while i &+ 4 < count {
-            copy4(i)
-            i &+= 4
-        }
-        copy4(count &- 4)
+        chunksOfFour(count, copy4)
     }
+}
+
+/// Calls `body` with the offsets of chunks of four floats that cover 0..<count (count ≥ 4):
+/// every fourth, then one that ends exactly at `count` and may overlap the one before.
+@inline(__always)
+private func chunksOfFour(_ count: Int, _ body: (Int) -> Void) {
+    var i = 0
+    while i &+ 4 < count {
+        body(i)
+        i &+= 4
+    }
+    body(count &- 4)
 }
 
 /// dst[i] = src[2i] for i in 0..<count, four at a time (the even lanes of eight), with the
@@ -417,12 +424,7 @@ func copyEvenFloats(_ src: UnsafePointer<Float>, _ dst: UnsafeMutablePointer<Flo
         let pairs = UnsafeRawPointer(src + 2 &* offset).loadUnaligned(as: SIMD8<Float>.self)
         UnsafeMutableRawPointer(dst + offset).storeBytes(of: pairs.evenHalf, as: SIMD4<Float>.self)
     }
-    var i = 0
-    while i &+ 4 < count {
-        copy4(i)
-        i &+= 4
-    }
-    copy4(count &- 4)
+    chunksOfFour(count, copy4)
 }
 
 /// dst[2i] += src[i] for i in 0..<count, four at a time, then one by one. Rewrites (with the

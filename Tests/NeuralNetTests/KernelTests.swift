@@ -167,10 +167,10 @@ struct KernelTests {
         #expect(other.steps.count == other.layers.count)
     }
 
-    /// im2col done the obvious way: entry ((c·R + r)·R + s, p·Q + q) is the pixel under tap
-    /// (r, s) of output (p, q), or 0 in the padding.
-    static func referenceColumns(_ x: [Float], _ g: ConvGeometry) -> [Float] {
-        var col = [Float](repeating: 0, count: g.columnCount)
+    /// Every entry of the plain column matrix that holds a pixel: its row (c·R + r)·R + s, its
+    /// column p·Q + q, and the pixel's index in x[C, H, W] (taps in the padding hold 0 and are
+    /// skipped).
+    static func forEachTap(_ g: ConvGeometry, _ body: (_ row: Int, _ column: Int, _ pixel: Int) -> Void) {
         for c in 0..<g.C {
             for r in 0..<g.R {
                 for s in 0..<g.R {
@@ -179,12 +179,18 @@ struct KernelTests {
                             let h = p * g.stride - g.padding + r
                             let w = q * g.stride - g.padding + s
                             guard (0..<g.H).contains(h), (0..<g.W).contains(w) else { continue }
-                            col[((c * g.R + r) * g.R + s) * g.PQ + p * g.Q + q] = x[(c * g.H + h) * g.W + w]
+                            body((c * g.R + r) * g.R + s, p * g.Q + q, (c * g.H + h) * g.W + w)
                         }
                     }
                 }
             }
         }
+    }
+
+    /// im2col done the obvious way.
+    static func referenceColumns(_ x: [Float], _ g: ConvGeometry) -> [Float] {
+        var col = [Float](repeating: 0, count: g.columnCount)
+        forEachTap(g) { row, column, pixel in col[row * g.PQ + column] = x[pixel] }
         return col
     }
 
@@ -228,20 +234,8 @@ struct KernelTests {
             }
             for image in 0..<2 {
                 var reference = [Double](repeating: 0, count: g.CHW)
-                for c in 0..<g.C {
-                    for r in 0..<g.R {
-                        for s in 0..<g.R {
-                            for p in 0..<g.P {
-                                for q in 0..<g.Q {
-                                    let h = p * g.stride - g.padding + r
-                                    let w = q * g.stride - g.padding + s
-                                    guard (0..<g.H).contains(h), (0..<g.W).contains(w) else { continue }
-                                    let k = (c * g.R + r) * g.R + s
-                                    reference[(c * g.H + h) * g.W + w] += Double(weights[(k * 2 + image) * g.PQ + p * g.Q + q])
-                                }
-                            }
-                        }
-                    }
+                Self.forEachTap(g) { row, column, pixel in
+                    reference[pixel] += Double(weights[(row * 2 + image) * g.PQ + column])
                 }
                 for i in 0..<g.CHW {
                     #expect(abs(Double(dx[image * g.CHW + i]) - reference[i]) <= 1e-5 * max(1, abs(reference[i])), "col2im \(g) pixel \(i)")

@@ -46,6 +46,24 @@ struct OptimizerTests {
         #expect(abs(Double(p.scalars[0]) - x) < 1e-5)
     }
 
+    @Test("a moment whose gradient stays 0 decays to exactly 0, not to a stalled subnormal")
+    func momentsFlushToZero() {
+        // Without the flush, m = 0.9ᵏ·10⁻⁴ enters the subnormals near step 800 and stalls at
+        // a few ulps of 2⁻¹⁴⁹ (0.9 · 4·2⁻¹⁴⁹ rounds back to 4·2⁻¹⁴⁹); each later update of
+        // that weight is a slow subnormal multiply.
+        for optimizer in [Adam() as any Optimizer, SGD(momentum: 0.9)] {
+            var p = Tensor(shape: [2], scalars: [1, 1])
+            var state = optimizer.makeState(for: p)
+            optimizer.update(&p, gradient: Tensor(shape: [2], scalars: [1e-3, 1e-3]), state: &state, step: 1, learningRate: 1e-3)
+            for step in 2...1_200 {
+                optimizer.update(&p, gradient: Tensor(shape: [2], scalars: [0, 1e-3]), state: &state, step: step, learningRate: 1e-3)
+            }
+            #expect(state[0].scalars[0] == 0)
+            #expect(state[0].scalars[1] > 1e-5)
+            #expect(state.allSatisfy { $0.scalars.allSatisfy { $0 == 0 || $0.isNormal } })
+        }
+    }
+
     @Test("one-cycle follows PyTorch's OneCycleLR: base/25 → base at 30% → base/25e4")
     func oneCycle() {
         let schedule = LearningRateSchedule.oneCycle(warmupFraction: 0.3)

@@ -158,7 +158,7 @@ public enum IntervalBoundPropagation {
                     bias.scalars.withUnsafeBufferPointer { b in
                         for i in 0..<mu.count {
                             let channel = (i / outputsPerChannel) % b.count
-                            size[i] = (s[i] + abs(b[channel])).nextUp
+                            size[i] = (s[i] + abs(b[channel])).roundedUpUnlessZero
                             let widen = (factor * size[i] + tiny).nextUp
                             let total = (r[i] + widen).nextUp
                             lower[i] = (mu[i] - total).nextDown

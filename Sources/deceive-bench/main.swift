@@ -8,7 +8,8 @@
 //
 // Then a certified-training (IBP) step on the certified model's architecture, certification
 // (IBP and CROWN) of 1,000 test digits of that model, and every attack's images/s on 1,000
-// test digits of the shipped model.
+// test digits of the shipped model; `--skip-attacks` leaves out both the certification rows
+// and the attacks.
 
 import Adversarial
 import Datasets
